@@ -1,0 +1,3 @@
+"""bpfprof: sampling (CLI, sessions, perf_event set-up, BPF programs and their loading)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,296 @@
+"""Loads profile.bpf.o through libbpf, attaches it, and drains its maps. Always cleans up.
+
+The Sampler is a context manager: links (which own their perf fds), the ring buffer and the object
+are destroyed on exit, also on exceptions and signals.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from profiler.bpf.abi import (
+    MAX_STACK_DEPTH,
+    NOTICE_EXEC,
+    STAT_MAX,
+    ProcNotice,
+    ProfileConfig,
+    StackKey,
+    StackValue,
+    Stat,
+)
+from profiler.bpf.libbpf import Libbpf, LibbpfError, make_ringbuf_callback
+from profiler.raw import CountRecord
+
+BPF_ANY = 0
+
+
+def default_object_path() -> Path:
+    return Path(str(resources.files("profiler.bpf") / "profile.bpf.o"))
+
+
+@dataclass(frozen=True, slots=True)
+class SamplerConfig:
+    """Read-only BPF config and map sizes, fixed before load."""
+
+    target_tgids: tuple[int, ...] = ()  # empty: every task
+    include_idle: bool = False
+    user_stacks: bool = True
+    kernel_stacks: bool = True
+    follow_forks: bool = True
+    stack_storage_size: int = 16384
+    counts_size: int = 40960
+
+
+def decode_counts(keys: bytes, values: bytes, n: int) -> list[CountRecord]:
+    """Decode n packed `struct stack_key` / `struct stack_value` records (profile.h) from batch buffers."""
+    ksz, vsz = ctypes.sizeof(StackKey), ctypes.sizeof(StackValue)
+    out = []
+    for i in range(n):
+        k = StackKey.from_buffer_copy(keys, i * ksz)
+        v = StackValue.from_buffer_copy(values, i * vsz)
+        out.append(
+            CountRecord(
+                pid=k.tgid,
+                tid=k.tid,
+                comm=k.comm.decode(errors="replace"),
+                user_stack_id=k.user_stack_id,
+                kernel_stack_id=k.kernel_stack_id,
+                samples=v.samples,
+                period=v.period,
+            )
+        )
+    return out
+
+
+def decode_stack(raw: bytes) -> tuple[int, ...]:
+    """The ips of a stack-map value, leaf first, up to the first zero."""
+    ips = []
+    for (ip,) in struct.iter_unpack("<Q", raw):
+        if ip == 0:
+            break
+        ips.append(ip)
+    return tuple(ips)
+
+
+class Sampler:
+    """profile.bpf.o loaded, configured and attached; see the module docstring."""
+
+    def __init__(self, config: SamplerConfig, obj_path: Path | None = None) -> None:
+        self.config = config
+        self.obj_path = obj_path or default_object_path()
+        self.bpf = Libbpf.get()
+        self.obj = 0
+        self.links: list[int] = []
+        self.ringbuf = 0
+        self._ringbuf_cb: object = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def __enter__(self) -> Sampler:
+        try:
+            self._open_and_load()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open_and_load(self) -> None:
+        b = self.bpf
+        if not self.obj_path.exists():
+            raise LibbpfError(
+                f"BPF object {self.obj_path} is missing (run scripts/build_bpf.sh)", errno.ENOENT
+            )
+        self.obj = b.check_ptr(
+            b.lib.bpf_object__open_file(str(self.obj_path).encode(), None), "open BPF object"
+        )
+        b.check_int(
+            b.lib.bpf_map__set_max_entries(self._map("stacks"), self.config.stack_storage_size), "size stacks"
+        )
+        b.check_int(
+            b.lib.bpf_map__set_max_entries(self._map("counts"), self.config.counts_size), "size counts"
+        )
+        self._set_rodata()
+        b.check_int(b.lib.bpf_object__load(self.obj), "load BPF programs")
+
+    def _set_rodata(self) -> None:
+        size = ctypes.c_size_t()
+        ptr = self.bpf.check_ptr(
+            self.bpf.lib.bpf_map__initial_value(self._map(".rodata"), ctypes.byref(size)), "read .rodata"
+        )
+        if size.value != ctypes.sizeof(ProfileConfig):
+            raise LibbpfError(
+                f".rodata is {size.value} bytes, expected {ctypes.sizeof(ProfileConfig)} "
+                "(the BPF object is out of date: run scripts/build_bpf.sh)",
+                errno.EINVAL,
+            )
+        c = self.config
+        cfg = ProfileConfig.from_address(ptr)
+        cfg.filter_tgids = 1 if c.target_tgids else 0
+        cfg.include_idle = int(c.include_idle)
+        cfg.user_stacks = int(c.user_stacks)
+        cfg.kernel_stacks = int(c.kernel_stacks)
+        cfg.follow_forks = int(c.follow_forks and bool(c.target_tgids))
+
+    def close(self) -> None:
+        """Destroy links (closing their perf fds), the ring buffer, then the object. Idempotent."""
+        self.detach()
+        if self.ringbuf:
+            self.bpf.lib.ring_buffer__free(self.ringbuf)
+            self.ringbuf = 0
+        if self.obj:
+            self.bpf.lib.bpf_object__close(self.obj)
+            self.obj = 0
+
+    def detach(self) -> None:
+        """Stop sampling: destroy every link (each owns and closes its perf fd)."""
+        while self.links:
+            self.bpf.lib.bpf_link__destroy(self.links.pop())
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def _map(self, name: str) -> int:
+        return self.bpf.check_ptr(
+            self.bpf.lib.bpf_object__find_map_by_name(self.obj, name.encode()), f"map {name}"
+        )
+
+    def _map_fd(self, name: str) -> int:
+        return self.bpf.check_int(self.bpf.lib.bpf_map__fd(self._map(name)), f"fd of map {name}")
+
+    def _prog(self, name: str) -> int:
+        return self.bpf.check_ptr(
+            self.bpf.lib.bpf_object__find_program_by_name(self.obj, name.encode()), f"program {name}"
+        )
+
+    # -- attach ----------------------------------------------------------------------------------
+
+    def add_targets(self, tgids: Iterable[int]) -> None:
+        fd = self._map_fd("targets")
+        one = ctypes.c_uint8(1)
+        for tgid in tgids:
+            key = ctypes.c_uint32(tgid)
+            self.bpf.check_int(
+                self.bpf.lib.bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(one), BPF_ANY),
+                f"add target {tgid}",
+            )
+
+    def attach_perf_events(self, fds: list[int]) -> None:
+        """Attach the sampler to each perf fd; a link takes ownership of its fd (closed on destroy)."""
+        prog = self._prog("do_sample")
+        pending = list(fds)
+        try:
+            while pending:
+                fd = pending[0]
+                link = self.bpf.check_ptr(
+                    self.bpf.lib.bpf_program__attach_perf_event(prog, fd), "attach to perf event"
+                )
+                pending.pop(0)
+                self.links.append(link)
+        finally:
+            for fd in pending:
+                os.close(fd)
+
+    def attach_tracepoint(self, prog: str) -> None:
+        """Attach a tp_btf program (on_fork, on_exec); BTF tracepoints need no tracefs."""
+        link = self.bpf.check_ptr(self.bpf.lib.bpf_program__attach(self._prog(prog)), f"attach {prog}")
+        self.links.append(link)
+
+    def open_new_process_feed(self, handler: Callable[[int, bool], None]) -> None:
+        """Call ``handler(tgid, execed)`` from poll() for each process sampled for the first time, and
+        again on its first sample after an exec (``execed`` True)."""
+
+        def on_record(data: bytes) -> None:
+            notice = ProcNotice.from_buffer_copy(data)
+            handler(notice.tgid, notice.kind == NOTICE_EXEC)
+
+        self._ringbuf_cb = make_ringbuf_callback(on_record)
+        self.ringbuf = self.bpf.check_ptr(
+            self.bpf.lib.ring_buffer__new(self._map_fd("new_procs"), self._ringbuf_cb, None, None),
+            "ring buffer",
+        )
+
+    def poll(self, timeout_ms: int) -> None:
+        if not self.ringbuf:
+            return
+        ret = self.bpf.lib.ring_buffer__poll(self.ringbuf, timeout_ms)
+        if ret < 0 and ret != -errno.EINTR:
+            self.bpf.check_int(ret, "poll ring buffer")
+
+    # -- drain -----------------------------------------------------------------------------------
+
+    def read_counts(self) -> list[CountRecord]:
+        """Every entry of `counts`, in batches (bpf_map_lookup_batch gives ENOENT on the last one)."""
+        fd = self._map_fd("counts")
+        ksz, vsz = ctypes.sizeof(StackKey), ctypes.sizeof(StackValue)
+        batch = 4096
+        keys = ctypes.create_string_buffer(ksz * batch)
+        vals = ctypes.create_string_buffer(vsz * batch)
+        token_in = ctypes.c_uint32()
+        token_out = ctypes.c_uint32()
+        out: list[CountRecord] = []
+        first = True
+        while True:
+            count = ctypes.c_uint32(batch)
+            ret = self.bpf.lib.bpf_map_lookup_batch(
+                fd,
+                None if first else ctypes.byref(token_in),
+                ctypes.byref(token_out),
+                keys,
+                vals,
+                ctypes.byref(count),
+                None,
+            )
+            err = ctypes.get_errno() if ret < 0 else 0
+            if ret < 0 and err not in (errno.ENOENT,):
+                if first and err in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    return self._read_counts_by_key()
+                self.bpf.check_int(ret, "read counts")
+            out.extend(decode_counts(keys.raw, vals.raw, count.value))
+            if ret < 0:  # ENOENT: that was the last batch
+                return out
+            token_in.value = token_out.value
+            first = False
+
+    def _read_counts_by_key(self) -> list[CountRecord]:
+        fd = self._map_fd("counts")
+        key, nxt, val = StackKey(), StackKey(), StackValue()
+        out: list[CountRecord] = []
+        prev = None
+        while self.bpf.lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
+            ctypes.memmove(ctypes.byref(key), ctypes.byref(nxt), ctypes.sizeof(key))
+            prev = ctypes.byref(key)
+            if self.bpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(val)) == 0:
+                out.extend(decode_counts(bytes(key), bytes(val), 1))
+        return out
+
+    def read_stacks(self, stack_ids: Iterable[int]) -> dict[int, tuple[int, ...]]:
+        """ips (leaf first) of each stack id; ids no longer in the map are left out."""
+        fd = self._map_fd("stacks")
+        buf = ctypes.create_string_buffer(8 * MAX_STACK_DEPTH)
+        out = {}
+        for sid in stack_ids:
+            key = ctypes.c_uint32(sid)
+            if self.bpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), buf) == 0:
+                out[sid] = decode_stack(buf.raw)
+        return out
+
+    def read_stats(self) -> dict[Stat, int]:
+        """The per-CPU `stats` array summed over CPUs."""
+        fd = self._map_fd("stats")
+        ncpu = self.bpf.lib.libbpf_num_possible_cpus()
+        vals = (ctypes.c_uint64 * ncpu)()
+        out = {}
+        for idx in range(STAT_MAX):
+            key = ctypes.c_uint32(idx)
+            if self.bpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), vals) == 0:
+                out[Stat(idx)] = sum(vals)
+        return out

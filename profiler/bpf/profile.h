@@ -1,0 +1,63 @@
+/* Shared by profile.bpf.c and profiler/bpf/abi.py: the one source of truth for keys, values,
+ * stats indices and the read-only config. Python mirrors these layouts with ctypes; a unit test
+ * compiles this header and compares sizes and offsets. */
+#ifndef BPFPROF_PROFILE_H
+#define BPFPROF_PROFILE_H
+
+#define TASK_COMM_LEN 16
+#define MAX_STACK_DEPTH 127 /* PERF_MAX_STACK_DEPTH, the kernel's default perf_event_max_stack */
+
+struct stack_key {
+	__u32 tgid;
+	__u32 tid;
+	__s32 user_stack_id;   /* < 0: -errno from bpf_get_stackid, or STACK_SKIPPED */
+	__s32 kernel_stack_id; /* < 0: -errno from bpf_get_stackid, or STACK_SKIPPED */
+	char comm[TASK_COMM_LEN];
+};
+
+struct stack_value {
+	__u64 samples; /* number of samples with this key */
+	__u64 period;  /* sum of their sample periods (ns for cpu-clock, events for PMCs) */
+};
+
+/* A stack id that was not asked for (-U / -K), so it is neither missing nor lost. */
+#define STACK_SKIPPED (-1000)
+
+enum stat_index {
+	STAT_SEEN = 0,            /* samples of target tasks */
+	STAT_KEPT,                /* samples added to counts */
+	STAT_COUNTS_FULL,         /* samples lost: counts map full */
+	STAT_USER_COLLISION,      /* user stack lost to a stack-map bucket collision (-EEXIST) */
+	STAT_KERNEL_COLLISION,    /* kernel stack lost to a collision (-EEXIST) */
+	STAT_USER_MISSING,        /* no user stack where one was expected (-EFAULT on a user task) */
+	STAT_KERNEL_MISSING,      /* no kernel stack where one was expected (sample in kernel mode) */
+	STAT_USER_OTHER_ERROR,    /* any other bpf_get_stackid error (user) */
+	STAT_KERNEL_OTHER_ERROR,  /* any other bpf_get_stackid error (kernel) */
+	STAT_IDLE_SKIPPED,        /* samples of the idle task, dropped (no -I) */
+	STAT_NEW_PROC_DROPPED,    /* new-process notices lost: ring buffer full */
+	STAT_MAX
+};
+
+/* A record of the `new_procs` ring buffer: a process sampled for the first time, or again after exec. */
+struct proc_notice {
+	__u32 tgid;
+	__u32 kind; /* NOTICE_FIRST or NOTICE_EXEC */
+};
+
+#define NOTICE_FIRST 0
+#define NOTICE_EXEC 1
+
+/* values of the `seen` map */
+#define SEEN_ANNOUNCED 1
+#define SEEN_EXECED 2 /* announced, then exec'd: announce again on its next sample */
+
+struct profile_config {
+	__u8 filter_tgids;   /* only tgids in the `targets` map */
+	__u8 include_idle;   /* keep samples of pid 0 */
+	__u8 user_stacks;    /* collect user stacks */
+	__u8 kernel_stacks;  /* collect kernel stacks */
+	__u8 follow_forks;   /* add children of targets to `targets` */
+	__u8 pad[3];
+};
+
+#endif

@@ -1,0 +1,320 @@
+"""The composition root: `bpfprof record` parses flags, records, symbolizes, writes, summarises."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from profiler import __version__
+from profiler.errors import UserError
+
+EXAMPLES = """\
+examples:
+  bpfprof record -p 1234 -d 10 -o app.svg              a running process, all its threads
+  bpfprof record -a -F 99 -d 5 -o system.folded        the whole machine
+  bpfprof record -o run.speedscope.json -- ./prog args a command it launches, and its children
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be a positive number of seconds")
+    return v
+
+
+def _positive_int(what: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ({what})") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: {what} must be positive")
+        return v
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see bpfprof {self.prog.split()[-1]} --help)", 2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bpfprof", description="CPU profiler and stack sampler on eBPF and perf_events.")
+    parser.add_argument("--version", action="version", version=f"bpfprof {__version__}")
+    sub = parser.add_subparsers(dest="cmd", parser_class=_Parser)
+    rec = sub.add_parser(
+        "record",
+        help="sample stacks of a process, a command or the whole machine",
+        description="Sample stacks on a timer and write flame graphs, folded stacks or speedscope JSON.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tgt = rec.add_argument_group("targets (default: the whole machine)")
+    tgt.add_argument(
+        "-p",
+        "--pid",
+        action="append",
+        default=[],
+        metavar="PID[,PID...]",
+        help="profile these running processes and all their threads (repeatable)",
+    )
+    tgt.add_argument("-a", "--all-cpus", action="store_true", help="profile the whole machine (the default)")
+    tgt.add_argument("-C", "--cpu", metavar="LIST", help="only these CPUs, e.g. 0-3,6 (default: all online)")
+    smp = rec.add_argument_group("sampling")
+    smp.add_argument(
+        "-F",
+        "--frequency",
+        type=_positive_int("the frequency"),
+        metavar="HZ",
+        help="samples per second per CPU (default 99)",
+    )
+    smp.add_argument(
+        "-c",
+        "--period",
+        type=_positive_int("the period"),
+        metavar="NS",
+        help="sample every NS nanoseconds of CPU time instead of -F",
+    )
+    smp.add_argument(
+        "-d",
+        "--duration",
+        type=_positive_float,
+        metavar="SEC",
+        help="stop after SEC seconds (default: Ctrl-C, or when the targets exit)",
+    )
+    smp.add_argument(
+        "-U", "--user-stacks-only", action="store_true", help="user stacks only (no kernel frames)"
+    )
+    smp.add_argument("-K", "--kernel-stacks-only", action="store_true", help="kernel stacks only")
+    smp.add_argument("-I", "--include-idle", action="store_true", help="keep samples of the idle task")
+    smp.add_argument(
+        "--stack-storage-size",
+        type=_positive_int("the stack storage size"),
+        default=16384,
+        metavar="N",
+        help="unique stacks the kernel can hold (default 16384)",
+    )
+    smp.add_argument(
+        "--counts-size",
+        type=_positive_int("the counts size"),
+        default=40960,
+        metavar="N",
+        help="unique (thread, stack) keys the kernel can count (default 40960)",
+    )
+    out = rec.add_argument_group("output")
+    out.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="write here; the format follows the extension (.svg, .folded/.txt, "
+        ".speedscope.json/.json); repeatable; - writes folded stacks to stdout",
+    )
+    out.add_argument(
+        "-f",
+        "--format",
+        choices=["folded", "speedscope", "svg"],
+        help="format for every -o regardless of extension",
+    )
+    out.add_argument("--delimit", action="store_true", help="folded/svg: a '-' frame between user and kernel")
+    out.add_argument("--annotate-kernel", action="store_true", help="folded/svg: add _[k] to kernel frames")
+    out.add_argument("--title", help="SVG title (default: the command or 'bpfprof')")
+    out.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    rec.add_argument("--debug", action="store_true", help="show tracebacks and libbpf's log")
+    return parser
+
+
+@dataclass
+class OutputTarget:
+    path: str
+    fmt: str
+
+
+@dataclass
+class RecordArgs:
+    ns: argparse.Namespace
+    command: list[str] = field(default_factory=list)
+
+
+def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``record ... -- CMD ARGS`` at the first ``--``."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, []
+
+
+def resolve_outputs(paths: list[str], fmt: str | None, default_stem: str) -> list[OutputTarget]:
+    from exporters.output import format_for_path
+
+    if not paths:
+        paths = [f"{default_stem}.svg" if fmt in (None, "svg") else f"{default_stem}.{fmt}"]
+    targets = []
+    for p in paths:
+        if p == "-":
+            targets.append(OutputTarget("-", fmt or "folded"))
+            continue
+        try:
+            targets.append(OutputTarget(p, format_for_path(p, fmt)))
+        except ValueError as exc:
+            raise UserError(str(exc), 2) from None
+        parent = os.path.dirname(os.path.abspath(p))
+        if not os.path.isdir(parent):
+            raise UserError(f"cannot write {p}: directory {parent} does not exist", 2)
+        if not os.access(parent, os.W_OK):
+            raise UserError(f"cannot write {p}: directory {parent} is not writable", 2)
+    return targets
+
+
+def build_record_options(ns: argparse.Namespace, command: list[str]):
+    from profiler.perf_event import SamplingSpec, max_sample_rate, online_cpus, parse_cpu_list
+    from profiler.record import RecordOptions
+    from profiler.targets import parse_pid_list
+
+    pids = [pid for text in ns.pid for pid in parse_pid_list(text)]
+    if pids and command:
+        raise UserError("give either -p PID or -- COMMAND, not both", 2)
+    if ns.all_cpus and (pids or command):
+        raise UserError("-a profiles the whole machine; drop it to profile -p PID or -- COMMAND", 2)
+    if ns.frequency and ns.period:
+        raise UserError("give either -F HZ or -c PERIOD, not both", 2)
+    if ns.user_stacks_only and ns.kernel_stacks_only:
+        raise UserError("-U and -K exclude each other: drop one", 2)
+    limit = max_sample_rate()
+    if ns.frequency and ns.frequency > limit:
+        raise UserError(
+            f"-F {ns.frequency} is above kernel.perf_event_max_sample_rate ({limit}); lower -F", 2
+        )
+    if ns.period is not None and ns.period < 10_000:
+        raise UserError(f"-c {ns.period}: a cpu-clock period below 10000 ns (100 kHz) is too short", 2)
+    online = online_cpus()
+    if ns.cpu:
+        try:
+            cpus = parse_cpu_list(ns.cpu)
+        except ValueError as exc:
+            raise UserError(str(exc), 2) from None
+        offline = [c for c in cpus if c not in online]
+        if offline:
+            raise UserError(f"CPU {offline[0]} is not online (online: {','.join(map(str, online))})", 2)
+    else:
+        cpus = online
+    sampling = (
+        SamplingSpec(frequency=None, period=ns.period) if ns.period else SamplingSpec(ns.frequency or 99)
+    )
+    return RecordOptions(
+        pids=pids,
+        command=command,
+        sampling=sampling,
+        cpus=cpus,
+        duration_s=ns.duration,
+        include_idle=ns.include_idle,
+        user_stacks=not ns.kernel_stacks_only,
+        kernel_stacks=not ns.user_stacks_only,
+        stack_storage_size=ns.stack_storage_size,
+        counts_size=ns.counts_size,
+    )
+
+
+def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
+    from profiler.record import StopFlag, preflight, record
+
+    preflight()  # before the symbolizer pulls in numpy: a non-root user hears why at once
+    opts = build_record_options(ns, command)
+    stem = "bpfprof-" + time.strftime("%Y%m%d-%H%M%S")
+    outputs = resolve_outputs(ns.output, ns.format, stem)
+
+    from profiler.symbolize import LazySymbolizer
+
+    with LazySymbolizer() as symbolizers, StopFlag() as stop:
+        result = record(opts, stop, on_new_process=symbolizers.on_new_process)
+        t_stop = time.monotonic()
+        symbolizer = symbolizers.get()
+        profile = _symbolize(result, symbolizer, opts, ns)
+        written = _write_outputs(profile, outputs, ns)
+        if not ns.quiet:
+            from profiler.summary import print_summary
+
+            print_summary(result, profile, symbolizer, opts, written, time.monotonic() - t_stop, sys.stderr)
+    if result.command is not None:
+        return result.command.exit_code
+    return 0
+
+
+def _symbolize(result, symbolizer, opts, ns):
+    from exporters.model import ProfileMeta
+    from profiler.symbolize import symbolize_profile
+
+    meta = ProfileMeta(
+        event=opts.event.name,
+        period_unit="nanoseconds" if opts.event.is_timer else "events",
+        frequency_hz=opts.sampling.frequency,
+        period=opts.sampling.period,
+        duration_s=result.raw.duration_s,
+        start_time_ns=time.time_ns() - int(result.raw.duration_s * 1e9),
+        command=opts.command,
+    )
+    return symbolize_profile(result.raw, symbolizer, meta)
+
+
+def _write_outputs(profile, outputs: list[OutputTarget], ns: argparse.Namespace) -> list[OutputTarget]:
+    from exporters.folded import FoldedOptions, write_folded
+    from exporters.output import write_profile
+    from exporters.svg import SvgOptions
+
+    folded_options = FoldedOptions(delimit=ns.delimit, annotate_kernel=ns.annotate_kernel)
+    title = ns.title or (" ".join(profile.meta.command) if profile.meta.command else "bpfprof")
+    svg_options = SvgOptions(title=title)
+    written = []
+    for out in outputs:
+        if out.path == "-":
+            write_folded(profile, sys.stdout, folded_options)
+            sys.stdout.flush()
+            continue
+        try:
+            write_profile(profile, out.path, out.fmt, folded_options=folded_options, svg_options=svg_options)
+        except OSError as exc:
+            raise UserError(f"cannot write {out.path}: {exc.strerror or exc}", 1) from exc
+        written.append(out)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    head, command = split_command(argv)
+    debug = "--debug" in head
+    try:
+        ns = build_parser().parse_args(head)
+        if ns.cmd is None:
+            build_parser().print_help(sys.stderr)
+            return 2
+        if ns.cmd == "record":
+            return cmd_record(ns, command)
+        raise UserError(f"unknown command {ns.cmd!r}", 2)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"bpfprof: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("bpfprof: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug:
+            raise
+        print(
+            f"bpfprof: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            file=sys.stderr,
+        )
+        return 70

@@ -1,0 +1,167 @@
+"""perf_event_open(2): building attrs (pure) and opening one event per CPU (the syscall edge)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+PERF_TYPE_HARDWARE = 0
+PERF_TYPE_SOFTWARE = 1
+PERF_TYPE_HW_CACHE = 3
+PERF_TYPE_RAW = 4
+
+PERF_COUNT_SW_CPU_CLOCK = 0
+PERF_COUNT_SW_TASK_CLOCK = 1
+
+PERF_FLAG_FD_CLOEXEC = 1 << 3
+PERF_ATTR_SIZE = 128  # PERF_ATTR_SIZE_VER7; the kernel accepts any known size, zero-filled
+
+# bit positions in the flags word of struct perf_event_attr (include/uapi/linux/perf_event.h)
+ATTR_DISABLED = 1 << 0
+ATTR_INHERIT = 1 << 1
+ATTR_EXCLUDE_USER = 1 << 4
+ATTR_EXCLUDE_KERNEL = 1 << 5
+ATTR_EXCLUDE_HV = 1 << 6
+ATTR_FREQ = 1 << 10
+
+_SYSCALL_NR = {"x86_64": 298, "aarch64": 241}
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """A perf event by its attr type and config, with the name the user gave it."""
+
+    name: str
+    type: int
+    config: int
+    is_timer: bool = False  # its period is in nanoseconds
+
+
+CPU_CLOCK = EventSpec("cpu-clock", PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK, is_timer=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingSpec:
+    """How often to sample: ``frequency`` Hz per CPU, or every ``period`` events (ns for timers)."""
+
+    frequency: int | None = 99
+    period: int | None = None
+
+
+def build_attr(event: EventSpec, sampling: SamplingSpec, *, disabled: bool = True) -> bytes:
+    """The raw ``struct perf_event_attr`` bytes (PERF_ATTR_SIZE long) for a sampling event."""
+    flags = ATTR_EXCLUDE_HV
+    if disabled:
+        flags |= ATTR_DISABLED
+    if sampling.period is not None:
+        period_or_freq = sampling.period
+    elif sampling.frequency is not None:
+        period_or_freq = sampling.frequency
+        flags |= ATTR_FREQ
+    else:
+        raise ValueError("a sampling spec needs a frequency or a period")
+    head = struct.pack("<IIQQQQQ", event.type, PERF_ATTR_SIZE, event.config, period_or_freq, 0, 0, flags)
+    return head + bytes(PERF_ATTR_SIZE - len(head))
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """``0-3,5,7-8`` -> [0, 1, 2, 3, 5, 7, 8]. Raises ValueError on anything else."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError(f"bad CPU list {text!r}: expected numbers and ranges like 0-3,5")
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if b < a:
+            raise ValueError(f"bad CPU range {part!r} in {text!r}")
+        cpus.update(range(a, b + 1))
+    if not cpus:
+        raise ValueError(f"empty CPU list {text!r}")
+    return sorted(cpus)
+
+
+def online_cpus(sysfs: str = "/sys/devices/system/cpu/online") -> list[int]:
+    return parse_cpu_list(Path(sysfs).read_text())
+
+
+def max_sample_rate(path: str = "/proc/sys/kernel/perf_event_max_sample_rate") -> int:
+    try:
+        return int(Path(path).read_text())
+    except (OSError, ValueError):
+        return 100000
+
+
+class PerfEventError(OSError):
+    """perf_event_open failed; the message says what to do."""
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def perf_event_open(
+    attr: bytes, pid: int, cpu: int, group_fd: int = -1, flags: int = PERF_FLAG_FD_CLOEXEC
+) -> int:
+    """The raw syscall; returns an fd or raises OSError with the errno."""
+    nr = _SYSCALL_NR.get(platform.machine())
+    if nr is None:
+        raise OSError(errno.ENOSYS, f"perf_event_open: unsupported architecture {platform.machine()}")
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    fd = _libc.syscall(
+        nr, buf, ctypes.c_int(pid), ctypes.c_int(cpu), ctypes.c_int(group_fd), ctypes.c_ulong(flags)
+    )
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return fd
+
+
+def explain_open_error(err: OSError, event: EventSpec, sampling: SamplingSpec, cpu: int) -> PerfEventError:
+    """Turn a perf_event_open errno into one sentence of what is wrong and what to do."""
+    code = err.errno
+    if code in (errno.ENOENT, errno.EOPNOTSUPP) and event.type in (
+        PERF_TYPE_HARDWARE,
+        PERF_TYPE_HW_CACHE,
+        PERF_TYPE_RAW,
+    ):
+        msg = (
+            f"this machine exposes no hardware counters for {event.name} (a virtual machine?); "
+            "use a software event such as -e cpu-clock, or run on bare metal or a VM with a vPMU"
+        )
+    elif code in (errno.EACCES, errno.EPERM):
+        msg = "not allowed to open perf events: run as root or with CAP_PERFMON (and CAP_BPF)"
+    elif code == errno.EINVAL and sampling.frequency is not None and sampling.frequency > max_sample_rate():
+        msg = (
+            f"sampling frequency {sampling.frequency} Hz is above kernel.perf_event_max_sample_rate "
+            f"({max_sample_rate()}); lower -F"
+        )
+    elif code == errno.ENODEV:
+        msg = f"CPU {cpu} is not online; choose online CPUs with -C"
+    elif code == errno.EMFILE:
+        msg = "too many open files for one perf event per CPU; raise the limit with ulimit -n"
+    else:
+        msg = f"perf_event_open({event.name}, cpu {cpu}) failed: {os.strerror(code or 0)}"
+    return PerfEventError(code or errno.EIO, msg)
+
+
+def open_per_cpu(event: EventSpec, sampling: SamplingSpec, cpus: list[int]) -> list[int]:
+    """One sampling event per CPU, all tasks (pid -1), disabled until a BPF program enables it."""
+    attr = build_attr(event, sampling)
+    fds: list[int] = []
+    try:
+        for cpu in cpus:
+            try:
+                fds.append(perf_event_open(attr, -1, cpu))
+            except OSError as exc:
+                raise explain_open_error(exc, event, sampling, cpu) from exc
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds

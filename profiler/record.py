@@ -1,0 +1,224 @@
+"""A recording: load and attach the sampler, run until -d, a signal or target exit, then drain.
+
+New processes are announced by the BPF program through a ring buffer; each is handed to
+``on_new_process`` (the symbolizer's capture) at once, while it is alive.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from profiler.bpf.abi import Stat
+from profiler.bpf.libbpf import LibbpfError, LibbpfMissing
+from profiler.bpf.loader import Sampler, SamplerConfig
+from profiler.errors import UserError
+from profiler.perf_event import CPU_CLOCK, EventSpec, SamplingSpec, open_per_cpu
+from profiler.raw import RawProfile, RawStack, StackStatus, stack_status
+from profiler.targets import LaunchedCommand, check_pids, process_alive
+
+POLL_MS = 100
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass
+class RecordOptions:
+    pids: list[int] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
+    event: EventSpec = CPU_CLOCK
+    sampling: SamplingSpec = field(default_factory=SamplingSpec)
+    cpus: list[int] = field(default_factory=list)
+    duration_s: float | None = None
+    include_idle: bool = False
+    user_stacks: bool = True
+    kernel_stacks: bool = True
+    stack_storage_size: int = 16384
+    counts_size: int = 40960
+
+
+@dataclass
+class RecordResult:
+    raw: RawProfile
+    command: LaunchedCommand | None
+    stopped_by: str  # "duration", "signal", "targets exited"
+    attach_s: float  # from start of record() to sampling attached
+
+
+def preflight() -> None:
+    """Fail early, in one sentence, where BPF profiling cannot work here."""
+    if os.geteuid() != 0:
+        raise UserError(
+            "bpfprof record needs root (or CAP_BPF and CAP_PERFMON): run it with sudo", exit_code=1
+        )
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        raise UserError(
+            "this kernel exposes no BTF (/sys/kernel/btf/vmlinux); bpfprof needs a kernel built with "
+            "CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2020)",
+            exit_code=1,
+        )
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM/SIGHUP; while installed, those signals never raise."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._saved: dict[int, object] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in STOP_SIGNALS:
+            self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    @property
+    def set(self) -> bool:
+        return self.signal is not None
+
+
+def _explain_libbpf(exc: LibbpfError) -> UserError:
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return UserError(
+            "the kernel refused to load BPF programs: run as root or with CAP_BPF and CAP_PERFMON", 1
+        )
+    detail = f" ({exc.log.splitlines()[-1]})" if exc.log.strip() else ""
+    return UserError(f"BPF set-up failed: {exc}{detail}", 1)
+
+
+def record(
+    opts: RecordOptions,
+    stop: StopFlag,
+    on_new_process: Callable[[int, bool], None] = lambda pid, execed: None,
+    on_tick: Callable[[Sampler, float], None] | None = None,
+) -> RecordResult:
+    """Profile until the duration ends, ``stop`` is set, or every target has exited."""
+    preflight()
+    t0 = time.monotonic()
+    check_pids(opts.pids)
+    launched = LaunchedCommand(opts.command) if opts.command else None
+    targets = list(opts.pids)
+    if launched:
+        targets.append(launched.start_held())
+    config = SamplerConfig(
+        target_tgids=tuple(targets),
+        include_idle=opts.include_idle,
+        user_stacks=opts.user_stacks,
+        kernel_stacks=opts.kernel_stacks,
+        stack_storage_size=opts.stack_storage_size,
+        counts_size=opts.counts_size,
+    )
+    try:
+        sampler = Sampler(config).__enter__()
+    except LibbpfMissing as exc:
+        if launched:
+            launched.abandon()
+        raise UserError(str(exc), 1) from exc
+    except LibbpfError as exc:
+        if launched:
+            launched.abandon()
+        raise _explain_libbpf(exc) from exc
+    released = False
+    try:
+        try:
+            if targets:
+                sampler.add_targets(targets)
+                sampler.attach_tracepoint("on_fork")
+            sampler.attach_tracepoint("on_exec")
+            fds = open_per_cpu(opts.event, opts.sampling, opts.cpus)
+            sampler.attach_perf_events(fds)
+            sampler.open_new_process_feed(on_new_process)
+        except LibbpfError as exc:
+            raise _explain_libbpf(exc) from exc
+        except OSError as exc:
+            raise UserError(str(exc), 1) from exc
+        attach_s = time.monotonic() - t0
+        started = time.monotonic()
+        if launched:
+            released = True
+            launched.release()
+        stopped_by = _wait(opts, stop, sampler, launched, started, on_tick)
+        duration = time.monotonic() - started
+        sampler.detach()
+        sampler.poll(0)  # the last new-process notices
+        raw = drain(sampler)
+        raw.duration_s = duration
+        return RecordResult(raw, launched, stopped_by, attach_s)
+    except BaseException:
+        if launched and not released:
+            launched.abandon()
+        raise
+    finally:
+        sampler.close()
+
+
+def _wait(
+    opts: RecordOptions,
+    stop: StopFlag,
+    sampler: Sampler,
+    launched: LaunchedCommand | None,
+    started: float,
+    on_tick: Callable[[Sampler, float], None] | None,
+) -> str:
+    deadline = started + opts.duration_s if opts.duration_s else None
+    while True:
+        if stop.set:
+            return "signal"
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return "duration"
+        timeout = POLL_MS if deadline is None else max(0, min(POLL_MS, int((deadline - now) * 1000)))
+        sampler.poll(timeout)
+        if launched is not None and launched.wait():
+            return "targets exited"
+        if opts.pids and not launched and not any(process_alive(p) for p in opts.pids):
+            return "targets exited"
+        if on_tick:
+            on_tick(sampler, time.monotonic() - started)
+
+
+STAT_NAMES = {
+    Stat.SEEN: "seen",
+    Stat.KEPT: "kept",
+    Stat.COUNTS_FULL: "counts_full",
+    Stat.USER_COLLISION: "user_collision",
+    Stat.KERNEL_COLLISION: "kernel_collision",
+    Stat.USER_MISSING: "user_missing",
+    Stat.KERNEL_MISSING: "kernel_missing",
+    Stat.USER_OTHER_ERROR: "user_error",
+    Stat.KERNEL_OTHER_ERROR: "kernel_error",
+    Stat.IDLE_SKIPPED: "idle_skipped",
+    Stat.NEW_PROC_DROPPED: "new_proc_dropped",
+}
+
+
+def drain(sampler: Sampler) -> RawProfile:
+    """Read counts, the stacks they name, and the loss counters into a RawProfile."""
+    records = sampler.read_counts()
+    ids = {r.user_stack_id for r in records if r.user_stack_id >= 0}
+    ids |= {r.kernel_stack_id for r in records if r.kernel_stack_id >= 0}
+    stacks = sampler.read_stacks(ids)
+    raw = RawProfile(stats={STAT_NAMES[k]: v for k, v in sampler.read_stats().items()})
+    vanished = 0
+    for r in records:
+        u_status, k_status = stack_status(r.user_stack_id), stack_status(r.kernel_stack_id)
+        u_ips = stacks.get(r.user_stack_id, ()) if u_status is StackStatus.OK else ()
+        k_ips = stacks.get(r.kernel_stack_id, ()) if k_status is StackStatus.OK else ()
+        if u_status is StackStatus.OK and not u_ips:
+            u_status, vanished = StackStatus.ERROR, vanished + 1
+        if k_status is StackStatus.OK and not k_ips:
+            k_status, vanished = StackStatus.ERROR, vanished + 1
+        raw.add(RawStack(r.pid, r.tid, r.comm, u_ips, k_ips, u_status, k_status), r.samples, r.period)
+    raw.stats["stack_vanished"] = vanished
+    return raw

@@ -1,0 +1,82 @@
+"""RawProfile (addresses) -> Profile (root-first stacks of Frames), through one Symbolizer."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from exporters.model import Profile, ProfileMeta, Sample
+from profiler.raw import RawProfile, StackStatus
+from unwind.frame import MISSED_KERNEL, MISSED_USER, Frame
+
+if TYPE_CHECKING:
+    from unwind.symbolizer import Symbolizer
+
+
+class LazySymbolizer:
+    """Owns the Symbolizer, created on first use so that numpy and the ELF code load only after
+    sampling is attached (they would add ~90 ms to exec-to-sampling)."""
+
+    def __init__(self) -> None:
+        self._symbolizer: Symbolizer | None = None
+
+    def get(self) -> Symbolizer:
+        if self._symbolizer is None:
+            from unwind.symbolizer import Symbolizer
+
+            self._symbolizer = Symbolizer()
+        return self._symbolizer
+
+    def on_new_process(self, pid: int, execed: bool) -> None:
+        """Snapshot a newly sampled process's maps (again after an exec: its image changed)."""
+        symbolizer = self.get()
+        if execed:
+            symbolizer.forget(pid)
+        symbolizer.capture(pid)
+
+    def __enter__(self) -> LazySymbolizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._symbolizer is not None:
+            self._symbolizer.close()
+
+
+def symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMeta) -> Profile:
+    """One Sample per raw stack: user frames root->leaf, then kernel frames root->leaf.
+
+    A stack that was expected but lost (collision, -EFAULT, vanished) becomes a marker frame, so the
+    sample still counts; a stack not asked for (-U/-K, user-mode sample) is simply absent.
+    """
+    profile = Profile(meta=meta)
+    user_cache: dict[tuple[int, tuple[int, ...]], tuple[Frame, ...]] = {}
+    kernel_cache: dict[tuple[int, ...], tuple[Frame, ...]] = {}
+    for stack, (samples, period) in raw.stacks.items():
+        user: tuple[Frame, ...] = ()
+        if stack.user_status is StackStatus.OK:
+            key = (stack.pid, stack.user_ips)
+            if key not in user_cache:
+                user_cache[key] = tuple(reversed(symbolizer.symbolize_user(stack.pid, stack.user_ips)))
+            user = user_cache[key]
+        elif stack.user_status is not StackStatus.SKIPPED:
+            user = (MISSED_USER,)
+        kernel: tuple[Frame, ...] = ()
+        if stack.kernel_status is StackStatus.OK:
+            if stack.kernel_ips not in kernel_cache:
+                kernel_cache[stack.kernel_ips] = tuple(
+                    reversed(symbolizer.symbolize_kernel(stack.kernel_ips))
+                )
+            kernel = kernel_cache[stack.kernel_ips]
+        elif stack.kernel_status is not StackStatus.SKIPPED:
+            kernel = (MISSED_KERNEL,)
+        profile.add(Sample(stack.pid, stack.tid, stack.comm, user + kernel), samples, period)
+    return profile
+
+
+def top_self(profile: Profile, n: int = 10) -> list[tuple[str, int]]:
+    """The n functions with the most samples as the leaf frame."""
+    counts: Counter[str] = Counter()
+    for sample, weight in profile.samples.items():
+        leaf = sample.frames[-1].label() if sample.frames else f"[{sample.comm}]"
+        counts[leaf] += weight.samples
+    return counts.most_common(n)

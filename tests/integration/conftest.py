@@ -1,0 +1,53 @@
+"""Integration fixtures: built workloads, a bpfprof runner, and the no-leak check after each test."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.workloads.build import build
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def cpu_split() -> Path:
+    return build("cpu_split")
+
+
+def bpfprof(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
+    """Run `python -m profiler ARGS` as a user would; text output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "profiler", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        **kw,
+    )
+
+
+def our_programs() -> list[str]:
+    """Loaded BPF programs of ours (bpftool prog show), by name."""
+    bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
+    out = subprocess.run([bpftool, "prog", "show"], capture_output=True, text=True, check=True).stdout
+    return re.findall(r"name (do_sample|on_fork)\b", out)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_programs(request: pytest.FixtureRequest):
+    """After every BPF test, none of our programs may remain loaded."""
+    yield
+    if request.node.get_closest_marker("bpf") and os.geteuid() == 0:
+        # the kernel frees tracing programs after an RCU grace period: give it a moment
+        deadline = time.monotonic() + 3
+        while (left := our_programs()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not left, f"BPF programs left loaded after the run: {left}"

@@ -1,0 +1,81 @@
+"""Bad input through the real CLI: one clear sentence, a nonzero exit, no traceback, nothing leaked."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import ROOT, bpfprof
+
+pytestmark = pytest.mark.bpf
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+CASES = [
+    (["record", "-p", str(dead_pid()), "-d", "1"], "no process with PID"),
+    (["record", "-p", "abc"], "bad PID"),
+    (["record", "-F", "0"], "must be positive"),
+    (["record", "-F", "1000000"], "perf_event_max_sample_rate"),
+    (["record", "-F", "99", "-c", "100000"], "either -F"),
+    (["record", "-c", "10"], "too short"),
+    (["record", "-d", "-3"], "positive number of seconds"),
+    (["record", "-d", "soon"], "not a number"),
+    (["record", "-U", "-K"], "exclude each other"),
+    (["record", "-C", "0-999"], "not online"),
+    (["record", "-C", "x"], "CPU list"),
+    (["record", "-o", "out.pdf"], "cannot tell the output format"),
+    (["record", "-o", "/nonexistent-dir/x.svg"], "does not exist"),
+    (["record", "-d", "1", "-o", "/proc/x.svg"], "cannot write"),
+    (["record", "-f", "pdf"], "invalid choice"),
+    (["record", "-o", "x.folded", "--", "/no/such/command"], "cannot run"),
+    (["record", "-p", "1", "--", "true"], "not both"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input_gets_one_sentence(args: list[str], message: str, tmp_path: Path) -> None:
+    r = bpfprof(*args)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("bpfprof: ")
+    assert message in lines[0], lines[0]
+
+
+def test_root_without_capabilities_is_told_what_is_needed() -> None:
+    """uid 0 with every capability dropped: the kernel refuses bpf(); the user hears why."""
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is part of every Debian system"
+    r = subprocess.run(
+        [
+            setpriv,
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            sys.executable,
+            "-m",
+            "profiler",
+            "record",
+            "-d",
+            "1",
+            "-o",
+            "/tmp/nocaps.folded",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "CAP_BPF" in r.stderr, r.stderr

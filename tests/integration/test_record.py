@@ -1,0 +1,202 @@
+"""`bpfprof record` end to end: real BPF programs on real perf_events, profiling built workloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exporters.folded import parse_folded
+from tests.integration.conftest import ROOT, bpfprof
+
+pytestmark = pytest.mark.bpf
+
+TRUE_SPLIT = {"func_a": 0.50, "func_b": 0.30, "func_c": 0.20}
+
+
+def read_folded(path: Path) -> dict[tuple[str, ...], int]:
+    with path.open() as f:
+        return parse_folded(f)
+
+
+def shares(stacks: dict[tuple[str, ...], int], names: dict[str, float]) -> dict[str, float]:
+    hits = {n: sum(c for s, c in stacks.items() if n in s) for n in names}
+    total = sum(hits.values())
+    assert total > 0, "no samples in the workload's functions"
+    return {n: h / total for n, h in hits.items()}
+
+
+def test_command_mode_cpu_split_and_complete_stacks(cpu_split: Path, tmp_path: Path) -> None:
+    out = tmp_path / "split.folded"
+    r = bpfprof("record", "-F", "999", "-o", str(out), "--", str(cpu_split), "split", "3", "7")
+    assert r.returncode == 7, r.stderr  # the command's exit status
+    stacks = read_folded(out)
+    ours = {s: c for s, c in stacks.items() if s[0] == cpu_split.name[:15]}
+    assert sum(ours.values()) > 1500, r.stderr  # ~3 s at 999 Hz
+    for name, share in shares(ours, TRUE_SPLIT).items():
+        assert abs(share - TRUE_SPLIT[name]) < 0.05, (name, share)
+    in_funcs = {s: c for s, c in ours.items() if any(n in s for n in TRUE_SPLIT)}
+    reach_main = sum(c for s, c in in_funcs.items() if "main" in s)
+    assert reach_main / sum(in_funcs.values()) >= 0.95
+    # the call chains are the real ones, root first
+    chains = {s[s.index("main") :] for s in in_funcs if "main" in s}
+    assert any(c[:4] == ("main", "run_split", "path_b", "mid_b") and "func_b" in c for c in chains)
+    assert any(c[:3] == ("main", "run_split", "path_a") and "func_a" in c for c in chains)
+    assert "samples" in r.stderr
+    assert "wrote" in r.stderr
+
+
+def test_kernel_frames_for_syscall_heavy_workload(cpu_split: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sys.folded"
+    r = bpfprof(
+        "record",
+        "-F",
+        "499",
+        "--annotate-kernel",
+        "--delimit",
+        "-o",
+        str(out),
+        "--",
+        str(cpu_split),
+        "syscalls",
+        "2",
+    )
+    assert r.returncode == 0, r.stderr
+    stacks = read_folded(out)
+    kernel = {s: c for s, c in stacks.items() if any(f.endswith("_[k]") for f in s)}
+    assert sum(kernel.values()) > 50, r.stderr
+    # user frames (to main; libc's syscall() has no frame pointer, so do_syscalls itself may be
+    # skipped by a frame-pointer walk), then the delimiter, then the kernel entry
+    assert any("main" in s and "-" in s and s.index("-") > s.index("main") for s in kernel)
+    assert any(re.match(r"(entry_SYSCALL|do_syscall_64|__x64_sys)", f) for s in kernel for f in s)
+
+
+def test_command_mode_follows_children(cpu_split: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fork.speedscope.json"
+    r = bpfprof("record", "-F", "499", "-o", str(out), "--", str(cpu_split), "forker", "2")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    pids = {re.search(r"\((\d+)\)", p["name"]).group(1) for p in doc["profiles"]}
+    assert len(pids) >= 2, doc["profiles"]
+    for p in doc["profiles"]:
+        assert sum(p["weights"]) > 0
+
+
+def test_two_pids_at_once(cpu_split: Path, tmp_path: Path) -> None:
+    procs = [subprocess.Popen([str(cpu_split), "split", "6"]) for _ in range(2)]
+    try:
+        out = tmp_path / "two.speedscope.json"
+        r = bpfprof("record", "-p", f"{procs[0].pid},{procs[1].pid}", "-F", "499", "-d", "2", "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(out.read_text())
+        names = " ".join(p["name"] for p in doc["profiles"])
+        assert f"({procs[0].pid})" in names
+        assert f"({procs[1].pid})" in names
+        assert len(doc["profiles"]) == 2  # nothing else
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_sigint_mid_run_writes_complete_outputs(tmp_path: Path) -> None:
+    folded, svg = tmp_path / "int.folded", tmp_path / "int.svg"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "profiler", "record", "-a", "-F", "199", "-o", str(folded), "-o", str(svg)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "stopped: signal" in err
+    lines = folded.read_text().splitlines()
+    assert lines
+    assert all(re.fullmatch(r".+ \d+", line) for line in lines)
+    assert svg.read_text().rstrip().endswith("</svg>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int.folded", "int.svg"]  # no temp files
+
+
+def test_pid_that_exits_mid_run_ends_the_recording(cpu_split: Path, tmp_path: Path) -> None:
+    proc = subprocess.Popen([str(cpu_split), "split", "1.5"])
+    out = tmp_path / "exit.folded"
+    start = time.monotonic()
+    r = bpfprof("record", "-p", str(proc.pid), "-F", "499", "-o", str(out))
+    proc.wait()
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - start < 15
+    assert "stopped: targets exited" in r.stderr
+    assert any("func_a" in s for s in read_folded(out))
+
+
+def test_system_wide_with_duration(cpu_split: Path, tmp_path: Path) -> None:
+    proc = subprocess.Popen([str(cpu_split), "split", "4"])
+    try:
+        out = tmp_path / "all.folded"
+        r = bpfprof("record", "-a", "-F", "199", "-d", "1.5", "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        assert "stopped: duration" in r.stderr
+        stacks = read_folded(out)
+        assert any(s[0] == cpu_split.name[:15] and "func_a" in s for s in stacks)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_user_only_and_kernel_only(cpu_split: Path, tmp_path: Path) -> None:
+    u, k = tmp_path / "u.folded", tmp_path / "k.folded"
+    r = bpfprof(
+        "record", "-U", "--annotate-kernel", "-F", "499", "-o", str(u), "--", str(cpu_split), "syscalls", "1"
+    )
+    assert r.returncode == 0, r.stderr
+    assert not any(f.endswith("_[k]") for s in read_folded(u) for f in s)
+    r = bpfprof("record", "-K", "-F", "499", "-o", str(k), "--", str(cpu_split), "syscalls", "1")
+    assert r.returncode == 0, r.stderr
+    assert not any("do_syscalls" in s for s in read_folded(k))
+
+
+def test_stack_pressure_is_counted_and_reported(cpu_split: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny.folded"
+    r = bpfprof("record", "-a", "-F", "999", "-d", "1.5", "--stack-storage-size", "4", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "collision" in r.stderr or "stacks lost" in r.stderr, r.stderr
+    assert any("[Missed" in f for s in read_folded(out) for f in s)
+
+
+def test_not_root_gets_one_sentence(tmp_path: Path) -> None:
+    if os.system("command -v setpriv >/dev/null") != 0:
+        pytest.skip("setpriv (util-linux) is not installed")
+    r = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "profiler",
+            "record",
+            "-d",
+            "1",
+            "-o",
+            "/tmp/x.folded",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "root" in r.stderr, r.stderr

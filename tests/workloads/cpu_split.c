@@ -1,0 +1,117 @@
+/* Test workload with a known CPU split. Built by the tests (tests/workloads/build.py).
+ *
+ *   cpu_split [MODE] [SECONDS] [EXIT_CODE]
+ *   MODE split    : main -> path_a -> func_a (50%), main -> path_b -> mid_b -> func_b (30%),
+ *                   main -> func_c (20%); the split is by identical loop iterations, not by clock
+ *        syscalls : main -> do_syscalls -> getppid() in a loop (kernel frames)
+ *        forker   : forks a child that runs `split`; the parent runs `split` too, then waits
+ *        deep     : recursion 40 deep, then func_a
+ *        rounds   : `split` for a fixed number of rounds (SECONDS is the count), for benchmarks
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline))
+#define UNIT 200000UL
+
+volatile unsigned long sink;
+
+/* A call in every burn loop keeps the burners non-leaf, so compilers give them a frame (GCC 12
+ * omits the frame of a leaf function even with -fno-omit-frame-pointer, which would hide the
+ * caller from a frame-pointer unwinder). */
+NOINLINE void tick(unsigned long i) { sink += i; }
+
+#define BURN(n)                                            \
+	do {                                               \
+		unsigned long x = sink;                    \
+		for (unsigned long i = 0; i < (n); i++) {  \
+			x = x * 2862933555777941757UL + i; \
+			if ((i & 0xffff) == 0)             \
+				tick(i);                   \
+		}                                          \
+		sink = x;                                  \
+	} while (0)
+
+NOINLINE void func_a(void) { BURN(5 * UNIT); }
+NOINLINE void func_b(void) { BURN(3 * UNIT); }
+NOINLINE void func_c(void) { BURN(2 * UNIT); }
+NOINLINE void path_a(void) { func_a(); sink++; }
+NOINLINE void mid_b(void) { func_b(); sink++; }
+NOINLINE void path_b(void) { mid_b(); sink++; }
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+NOINLINE void run_split(double seconds)
+{
+	double end = now() + seconds;
+	while (now() < end) {
+		path_a();
+		path_b();
+		func_c();
+	}
+}
+
+NOINLINE void do_syscalls(double seconds)
+{
+	double end = now() + seconds;
+	while (now() < end)
+		for (int i = 0; i < 1000; i++)
+			syscall(SYS_getppid);
+}
+
+NOINLINE int recurse(int depth)
+{
+	if (depth == 0) {
+		path_a();
+		return 0;
+	}
+	int r = recurse(depth - 1);
+	sink++;
+	return r;
+}
+
+NOINLINE void run_deep(double seconds)
+{
+	double end = now() + seconds;
+	while (now() < end)
+		recurse(40);
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode = argc > 1 ? argv[1] : "split";
+	double seconds = argc > 2 ? atof(argv[2]) : 2.0;
+	int code = argc > 3 ? atoi(argv[3]) : 0;
+
+	if (strcmp(mode, "syscalls") == 0) {
+		do_syscalls(seconds);
+	} else if (strcmp(mode, "forker") == 0) {
+		pid_t child = fork();
+		if (child == 0) {
+			run_split(seconds);
+			_exit(0);
+		}
+		run_split(seconds);
+		waitpid(child, NULL, 0);
+	} else if (strcmp(mode, "rounds") == 0) {
+		for (long r = (long)seconds; r > 0; r--) {
+			path_a();
+			path_b();
+			func_c();
+		}
+	} else if (strcmp(mode, "deep") == 0) {
+		run_deep(seconds);
+	} else {
+		run_split(seconds);
+	}
+	return code;
+}

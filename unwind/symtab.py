@@ -1,0 +1,165 @@
+"""An ELF function symbol table as sorted numpy arrays, looked up in bulk with searchsorted."""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass
+
+import numpy as np
+
+_U64_MAX = np.uint64(2**64 - 1)
+
+
+class StringSource:
+    """A NUL-terminated string table inside a buffer (bytes or an mmap), decoded one name at a time.
+
+    ``start``/``end`` bound the table in ``buf``; offsets passed to ``get`` are relative to ``start``.
+    The buffer is referenced, not copied: names stay readable while the buffer is open.
+    """
+
+    __slots__ = ("buf", "end", "start")
+
+    def __init__(self, buf: bytes | mmap.mmap, start: int, end: int) -> None:
+        self.buf = buf
+        self.start = start
+        self.end = end
+
+    def get(self, off: int) -> str | None:
+        """The string at ``off`` (relative to the table start), or None if ``off`` is outside the table."""
+        pos = self.start + off
+        if not self.start <= pos < self.end:
+            return None
+        nul = self.buf.find(b"\0", pos, self.end)
+        return self.buf[pos : self.end if nul < 0 else nul].decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class RawSymbols:
+    """Function symbols of one ELF symbol table before sorting: parallel arrays plus their string table.
+
+    ``addrs``: ELF virtual addresses (uint64); ``sizes``: bytes (uint64); ``name_offs``: offsets into
+    ``strings``; ``rank``: lower is a better name among aliases at one address (uint16).
+    """
+
+    addrs: np.ndarray
+    sizes: np.ndarray
+    name_offs: np.ndarray
+    rank: np.ndarray
+    strings: StringSource
+    section_ends: np.ndarray  # ELF vaddr where each symbol's section ends; bounds a zero-size symbol
+
+
+class SymbolTable:
+    """Function symbols sorted by ELF virtual address, one name per address, looked up in bulk.
+
+    ``addrs`` (uint64, sorted, unique ELF vaddrs), ``sizes`` (uint64 bytes, 0 = unknown), ``name_offs``
+    (offsets into the string table of ``name_srcs``). A sized symbol covers ``[addr, addr+size)``; an
+    address past its end is not that symbol. A zero-size symbol covers up to the next symbol (or the end of
+    its section), and only where no sized symbol covers the address. Names are decoded lazily from the
+    file's string tables, which must stay open (the owning ``ElfFile`` not closed).
+    """
+
+    __slots__ = (
+        "_names",
+        "_sized_addrs",
+        "_sized_ends",
+        "_sized_idx",
+        "_strings",
+        "_zero_addrs",
+        "_zero_ends",
+        "_zero_idx",
+        "addrs",
+        "name_offs",
+        "name_srcs",
+        "sizes",
+    )
+
+    def __init__(self, parts: list[RawSymbols]) -> None:
+        """Merge, sort and de-duplicate the given symbol arrays (best-ranked name wins at one address)."""
+        self._strings = tuple(p.strings for p in parts)
+        self._names: dict[int, str | None] = {}
+        if not parts or sum(len(p.addrs) for p in parts) == 0:
+            empty = np.zeros(0, np.uint64)
+            self.addrs = self.sizes = self.name_offs = empty
+            self.name_srcs = np.zeros(0, np.uint8)
+            self._sized_idx = self._zero_idx = np.zeros(0, np.int64)
+            self._sized_addrs = self._sized_ends = self._zero_addrs = self._zero_ends = empty
+            return
+        addrs = np.concatenate([p.addrs for p in parts])
+        sizes = np.concatenate([p.sizes for p in parts])
+        rank = np.concatenate([p.rank for p in parts])
+        # Sort by address, sized before unsized, then rank; the first entry at an address names it.
+        order = _sort_order(addrs, (sizes == 0).astype(np.uint16) << 15 | rank)
+        sorted_addrs = addrs[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = sorted_addrs[1:] != sorted_addrs[:-1]
+        pick = order[first]
+        self.addrs = sorted_addrs[first]
+        self.sizes = sizes[pick]
+        self.name_offs = np.concatenate([p.name_offs.astype(np.uint64) for p in parts])[pick]
+        self.name_srcs = np.concatenate([np.full(len(p.addrs), i, np.uint8) for i, p in enumerate(parts)])[
+            pick
+        ]
+        sec_end = np.concatenate([p.section_ends for p in parts])[pick]
+
+        sized = self.sizes > 0
+        self._sized_idx = np.flatnonzero(sized)
+        self._sized_addrs = self.addrs[sized]
+        self._sized_ends = self._sized_addrs + self.sizes[sized]
+        self._zero_idx = np.flatnonzero(~sized)
+        self._zero_addrs = self.addrs[~sized]
+        # A zero-size symbol ends at the next symbol of any kind, and at the end of its section.
+        nxt = np.empty_like(self.addrs)
+        nxt[:-1] = self.addrs[1:]
+        nxt[-1] = _U64_MAX
+        bounded = np.where(sec_end > self.addrs, np.minimum(nxt, sec_end), nxt)
+        self._zero_ends = bounded[~sized]
+
+    def __len__(self) -> int:
+        return len(self.addrs)
+
+    def lookup_indices(self, elf_vaddrs: np.ndarray) -> np.ndarray:
+        """Index into ``addrs`` of the symbol covering each ELF vaddr (int64 array), -1 where none does."""
+        q = np.asarray(elf_vaddrs, dtype=np.uint64)
+        out = np.full(q.shape, -1, dtype=np.int64)
+        if len(q) == 0 or len(self.addrs) == 0:
+            return out
+        if len(self._sized_addrs):
+            i = np.searchsorted(self._sized_addrs, q, side="right").astype(np.int64) - 1
+            safe = np.maximum(i, 0)
+            hit = (i >= 0) & (q < self._sized_ends[safe])
+            out[hit] = self._sized_idx[safe[hit]]
+        miss = out < 0
+        if len(self._zero_addrs) and miss.any():
+            qm = q[miss]
+            j = np.searchsorted(self._zero_addrs, qm, side="right").astype(np.int64) - 1
+            safe = np.maximum(j, 0)
+            hit = (j >= 0) & (qm < self._zero_ends[safe])
+            sub = np.full(len(qm), -1, dtype=np.int64)
+            sub[hit] = self._zero_idx[safe[hit]]
+            out[miss] = sub
+        return out
+
+    def name(self, index: int) -> str | None:
+        """The name of the symbol at ``index`` into ``addrs``, decoded once and cached."""
+        try:
+            return self._names[index]
+        except KeyError:
+            pass
+        # Raises ValueError when the mmap holding the string table was closed (ElfFile.close()).
+        name = self._strings[int(self.name_srcs[index])].get(int(self.name_offs[index]))
+        self._names[index] = name
+        return name
+
+    def lookup(self, elf_vaddrs: np.ndarray) -> list[str | None]:
+        """The function name covering each ELF virtual address, in order; None where no symbol does."""
+        return [None if i < 0 else self.name(i) for i in self.lookup_indices(elf_vaddrs).tolist()]
+
+
+def _sort_order(addrs: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Permutation sorting by address, then by rank (uint16, best alias first)."""
+    if len(addrs) and int(addrs.max()) < 2**48:
+        # One packed uint64 key sorts several times faster than lexsort on two keys.
+        key = (addrs << np.uint64(16)) | rank.astype(np.uint64)
+        return np.argsort(key, kind="stable")
+    return np.lexsort((rank, addrs))
