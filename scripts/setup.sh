@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs what bpfprof needs on Debian/Ubuntu (as root), makes .venv with bpfprof installed, and
 # rebuilds the BPF object from source. Safe to run again: it skips what is already there.
+#
+# Python dependencies come from Debian's packages (numpy, psutil, pytest, hypothesis) into a venv
+# with --system-site-packages, so set-up works without reaching PyPI; only the linter (ruff, not
+# packaged in Debian 12) comes from PyPI, and only when it can be reached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(python3 python3-venv python3-pip libbpf1 libbpf-dev clang llvm bpftool gcc libc6-dev)
+pkgs=(python3 python3-venv python3-pip python3-setuptools python3-numpy python3-psutil python3-pytest
+      python3-hypothesis libbpf1 libbpf-dev clang llvm bpftool gcc libc6-dev util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -20,15 +25,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-py=python3
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+# Debian's interpreter, whatever else is first on PATH, so its packages are the venv's
+py=/usr/bin/python3
+if [ ! -x .venv/bin/python ] || [ "$(readlink -f .venv/bin/python)" != "$(readlink -f $py)" ]; then
   rm -rf .venv
-  "$py" -m venv .venv
+  "$py" -m venv --system-site-packages .venv
 fi
 stamp=.venv/.bpfprof-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
   touch "$stamp"
+fi
+if [ ! -x .venv/bin/ruff ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check ruff 2>/dev/null \
+    || echo "setup: could not install ruff from PyPI; lint will be skipped" >&2
 fi
 
 # the committed object is rebuilt from source so it never drifts from profile.bpf.c

@@ -4,5 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/ruff check .
-.venv/bin/python -m pytest -q "$@"
+if [ -x .venv/bin/ruff ]; then
+  .venv/bin/ruff check .
+elif [ "${CI:-}" = true ] && [ -z "${BPFPROF_NO_LINT:-}" ]; then
+  echo "test: ruff is not installed, so lint cannot run (set BPFPROF_NO_LINT=1 to accept that)" >&2
+  exit 1
+else
+  echo "test: ruff is not installed; lint skipped" >&2
+fi
+exec .venv/bin/python -m pytest -q "$@"

@@ -186,3 +186,21 @@ def test_live_kallsyms_resolves_its_own_addresses() -> None:
         assert name is None or name in by_addr[addr], hex(addr)
     resolved = sum(1 for name, _ in ksyms.lookup(sample) if name is not None)
     assert resolved >= 0.95 * len(sample)
+
+
+@pytest.mark.parametrize("source", ["fixture", "live"])
+def test_bulk_parser_agrees_with_line_parser(source: str) -> None:
+    from unwind.kallsyms import _parse_fixed_layout, _parse_lines
+
+    path = FIXTURES / "sample.txt" if source == "fixture" else Path("/proc/kallsyms")
+    try:
+        data = path.read_bytes()
+    except OSError:
+        pytest.skip(f"{path} is not readable")
+    bulk = _parse_fixed_layout(data)
+    assert bulk is not None, "the 64-bit layout must take the bulk path"
+    slow = _parse_lines(data.decode())
+    assert bulk.restricted == slow.restricted
+    assert bulk.addrs.tolist() == slow.addrs.tolist()
+    assert list(bulk.names) == list(slow.names)
+    assert list(bulk.modules) == list(slow.modules)
