@@ -236,9 +236,14 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
     from profiler.symbolize import LazySymbolizer
 
     with LazySymbolizer() as symbolizers, StopFlag() as stop:
-        result = record(opts, stop, on_new_process=symbolizers.on_new_process)
+        result = record(
+            opts,
+            stop,
+            on_new_process=symbolizers.on_new_process,
+            on_attached=lambda: symbolizers.warm_up(kernel=opts.kernel_stacks),
+        )
         t_stop = time.monotonic()
-        symbolizer = symbolizers.get()
+        symbolizer = symbolizers.wait()
         profile = _symbolize(result, symbolizer, opts, ns)
         written = _write_outputs(profile, outputs, ns)
         if not ns.quiet:

@@ -50,13 +50,13 @@ class RecordResult:
     attach_s: float  # from start of record() to sampling attached
 
 
-def preflight() -> None:
+def preflight(btf: str = "/sys/kernel/btf/vmlinux", euid: int | None = None) -> None:
     """Fail early, in one sentence, where BPF profiling cannot work here."""
-    if os.geteuid() != 0:
+    if (os.geteuid() if euid is None else euid) != 0:
         raise UserError(
             "bpfprof record needs root (or CAP_BPF and CAP_PERFMON): run it with sudo", exit_code=1
         )
-    if not Path("/sys/kernel/btf/vmlinux").exists():
+    if not Path(btf).exists():
         raise UserError(
             "this kernel exposes no BTF (/sys/kernel/btf/vmlinux); bpfprof needs a kernel built with "
             "CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2020)",
@@ -102,6 +102,7 @@ def record(
     stop: StopFlag,
     on_new_process: Callable[[int, bool], None] = lambda pid, execed: None,
     on_tick: Callable[[Sampler, float], None] | None = None,
+    on_attached: Callable[[], None] | None = None,
 ) -> RecordResult:
     """Profile until the duration ends, ``stop`` is set, or every target has exited."""
     preflight()
@@ -148,6 +149,8 @@ def record(
         if launched:
             released = True
             launched.release()
+        if on_attached:
+            on_attached()
         stopped_by = _wait(opts, stop, sampler, launched, started, on_tick)
         duration = time.monotonic() - started
         sampler.detach()

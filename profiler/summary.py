@@ -71,6 +71,6 @@ def print_summary(
             print(f"  {_pct(n, total):>6} {n:>8}  {name}", file=out)
     for w in written:
         print(f"wrote {w.path} ({w.fmt})", file=out)
-    if not written and not kept:
-        print("no samples: was the target busy on CPU?", file=out)
+    if not kept:
+        print("no samples were taken: the targets did not run on a CPU while recording", file=out)
     print(f"(attach {result.attach_s * 1000:.0f} ms, symbolize+write {output_s * 1000:.0f} ms)", file=out)

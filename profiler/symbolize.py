@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -19,13 +20,38 @@ class LazySymbolizer:
 
     def __init__(self) -> None:
         self._symbolizer: Symbolizer | None = None
+        self._lock = threading.Lock()
+        self._warming: threading.Thread | None = None
 
     def get(self) -> Symbolizer:
-        if self._symbolizer is None:
-            from unwind.symbolizer import Symbolizer
+        with self._lock:
+            if self._symbolizer is None:
+                from unwind.symbolizer import Symbolizer
 
-            self._symbolizer = Symbolizer()
-        return self._symbolizer
+                self._symbolizer = Symbolizer()
+            return self._symbolizer
+
+    def warm_up(self, kernel: bool) -> None:
+        """Import the symbolizer (and load kallsyms) in a thread while recording, not after it.
+
+        The recording loop waits in libbpf's poll with the GIL released, so this costs it nothing.
+        Like perf, bpfprof does not hide itself: this work shows in a system-wide profile.
+        """
+
+        def warm() -> None:
+            symbolizer = self.get()
+            if kernel:
+                symbolizer.preload_kernel()
+
+        self._warming = threading.Thread(target=warm, name="bpfprof-warm-up", daemon=True)
+        self._warming.start()
+
+    def wait(self) -> Symbolizer:
+        """The symbolizer, once any warm-up has finished."""
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+        return self.get()
 
     def on_new_process(self, pid: int, execed: bool) -> None:
         """Snapshot a newly sampled process's maps (again after an exec: its image changed)."""

@@ -3,7 +3,7 @@
 # CI=true a BPF test that would skip fails instead. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --test
 if [ -x .venv/bin/ruff ]; then
   .venv/bin/ruff check .
 elif [ "${CI:-}" = true ] && [ -z "${BPFPROF_NO_LINT:-}" ]; then

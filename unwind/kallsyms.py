@@ -168,58 +168,61 @@ for _i, _c in enumerate(b"ABCDEF"):
 _TEXT_TYPE_CODES = np.array([ord(c) for c in sorted(TEXT_TYPES)], np.uint8)
 
 
+_CHUNK = 1 << 19  # bytes of kallsyms text per numpy pass: bounds the temporaries (~10x a chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """Per-line columns of a run of kallsyms lines; offsets index the padded text."""
+
+    addrs: np.ndarray  # uint64
+    name_starts: np.ndarray  # int64; -1 where the line is no function
+    name_ends: np.ndarray
+    mod_starts: np.ndarray  # -1 where the line has no [module]
+    mod_ends: np.ndarray
+    is_pfx: np.ndarray  # bool: __pfx_ padding (name_starts already skip the prefix)
+
+
 def _parse_fixed_layout(data: bytes) -> KernelSymbols | None:
-    """Bulk parse of ``%016x %c NAME[\t[MODULE]]`` lines, or None when any line has another layout."""
+    """Bulk parse of ``%016x %c NAME[\t[MODULE]]`` lines, or None when any line has another layout.
+
+    The text is taken in chunks of about ``_CHUNK`` bytes, so peak memory stays near the text's size.
+    """
     if not data:
         return None
-    if not data.endswith(b"\n"):
-        data += b"\n"
-    arr = np.frombuffer(data + bytes(16), np.uint8)  # padded: fixed-width gathers never run off the end
-    ends = np.flatnonzero(arr == 10)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    if np.any(ends - starts < 20):  # address, type, one-byte name at least
+    padded = bytearray(data)
+    return _parse_padded(_pad(padded))
+
+
+def _pad(buf: bytearray) -> bytearray:
+    """End the text with a newline, then 16 zero bytes so fixed-width reads stay inside (in place)."""
+    if buf and not buf.endswith(b"\n"):
+        buf += b"\n"
+    buf += bytes(16)
+    return buf
+
+
+def _parse_padded(padded: bytearray) -> KernelSymbols | None:
+    """_parse_fixed_layout on text already padded by _pad (kept, not copied: names are sliced from it)."""
+    text_len = len(padded) - 16
+    if text_len <= 0 or text_len >= 2**31:
         return None
-    if np.any(arr[starts + 16] != 32) or np.any(arr[starts + 18] != 32):
-        return None
-    digits = _HEX_LUT[arr[starts[:, None] + np.arange(16)]]
-    if np.any(digits == 255):
-        return None
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
-    addrs = np.bitwise_or.reduce(digits.astype(np.uint64) << shifts, axis=1)
-    if not addrs.any():
+    arr = np.frombuffer(padded, np.uint8)
+    windows = np.lib.stride_tricks.as_strided(arr, shape=(text_len, 16), strides=(1, 1), writeable=False)
+    parts: list[_Lines] = []
+    pos = 0
+    while pos < text_len:
+        end = padded.find(b"\n", min(pos + _CHUNK, text_len - 1)) + 1
+        part = _parse_chunk(arr, windows, pos, end)
+        if part is None:
+            return None
+        parts.append(part)
+        pos = end
+    cols = _Lines(*(np.concatenate([getattr(p, f) for p in parts]) for f in _Lines.__dataclass_fields__))
+    if not cols.addrs.any():
         return KernelSymbols(np.zeros(0, np.uint64), (), (), restricted=True)
-    kinds = arr[starts + 17]
-    name_starts = starts + 19
-    tabs = np.flatnonzero(arr == 9)
-    ti = np.minimum(np.searchsorted(tabs, starts), max(len(tabs) - 1, 0))
-    has_mod = (tabs[ti] < ends) if len(tabs) else np.zeros(len(starts), bool)
-    name_ends = np.where(has_mod, tabs[ti] if len(tabs) else ends, ends)
-    if np.any(name_ends <= name_starts):
-        return None
-    # modules: "\t[name]" (BPF programs show as [bpf])
-    mod_starts = np.where(has_mod, name_ends + 2, -1)
-    mod_ends = np.where(has_mod, ends - 1, -1)
-    is_func = np.isin(kinds, _TEXT_TYPE_CODES)
-    # names that are no function: *text_end and the end-of-text markers
-    lengths = name_ends - name_starts
-    long8 = lengths >= 8
-    tail = arr[np.where(long8, name_ends - 8, name_starts)[:, None] + np.arange(8)]
-    is_func &= ~(long8 & np.all(tail == np.frombuffer(b"text_end", np.uint8), axis=1))
-    for marker in END_MARKERS:
-        m = marker.encode()
-        cand = np.flatnonzero(lengths == len(m))
-        hit = cand[
-            np.all(arr[name_starts[cand][:, None] + np.arange(len(m))] == np.frombuffer(m, np.uint8), axis=1)
-        ]
-        is_func[hit] = False
-    # __pfx_NAME is attributed to NAME
-    long6 = lengths > 6
-    head = arr[name_starts[:, None] + np.arange(6)] if len(name_starts) else np.zeros((0, 6), np.uint8)
-    is_pfx = long6 & np.all(head == np.frombuffer(PFX.encode(), np.uint8), axis=1)
-    order = np.argsort(addrs, kind="stable")
-    sorted_addrs = addrs[order]
+    order = np.argsort(cols.addrs, kind="stable")
+    sorted_addrs = cols.addrs[order]
     keep = np.ones(len(order), dtype=bool)
     keep[1:] = sorted_addrs[1:] != sorted_addrs[:-1]
     picked = order[keep]
@@ -229,22 +232,72 @@ def _parse_fixed_layout(data: bytes) -> KernelSymbols | None:
         group = np.cumsum(keep) - 1
 
         def rank(i: int) -> tuple[int, int]:
-            if not is_func[i]:
+            if cols.name_starts[i] < 0:
                 return (2, 0)
-            if is_pfx[i]:
+            if cols.is_pfx[i]:
                 return (1, 0)
-            name = data[name_starts[i] : name_ends[i]]
+            name = padded[cols.name_starts[i] : cols.name_ends[i]]
             return (0, len(name) - len(name.lstrip(b"_")))
 
         for start in dup_starts.tolist():
             g = int(group[start])
             picked[g] = min(order[start : run_ends[g]].tolist(), key=rank)
-    ns = np.where(is_func, name_starts + np.where(is_pfx, len(PFX), 0), -1)[picked]
     return KernelSymbols(
         addrs=sorted_addrs[keep],
-        names=LazyNames(data, ns, name_ends[picked]),
-        modules=LazyNames(data, mod_starts[picked], mod_ends[picked]),
+        names=LazyNames(padded, cols.name_starts[picked], cols.name_ends[picked]),
+        modules=LazyNames(padded, cols.mod_starts[picked], cols.mod_ends[picked]),
         restricted=False,
+    )
+
+
+def _parse_chunk(arr: np.ndarray, windows: np.ndarray, pos: int, end: int) -> _Lines | None:
+    """The lines in ``arr[pos:end]`` (whole lines), or None when one is not in the fixed layout."""
+    ends = (np.flatnonzero(arr[pos:end] == 10) + pos).astype(np.int32)  # offsets < 2 GiB (checked)
+    starts = np.empty_like(ends)
+    starts[0] = pos
+    starts[1:] = ends[:-1] + 1
+    if np.any(ends - starts < 20):  # address, type, one-byte name at least
+        return None
+    if np.any(arr[starts + 16] != 32) or np.any(arr[starts + 18] != 32):
+        return None
+    hex_digits = windows[starts]  # (lines, 16) bytes, without an index array per byte
+    if np.any(_HEX_LUT[hex_digits] == 255):
+        return None
+    addrs = np.frombuffer(bytes.fromhex(hex_digits.tobytes().decode("ascii")), ">u8").astype(np.uint64)
+    kinds = arr[starts + 17]
+    name_starts = starts + 19
+    tabs = (np.flatnonzero(arr[pos:end] == 9) + pos).astype(np.int32)
+    if len(tabs):
+        ti = np.minimum(np.searchsorted(tabs, starts), len(tabs) - 1)
+        has_mod = (tabs[ti] >= starts) & (tabs[ti] < ends)
+        name_ends = np.where(has_mod, tabs[ti], ends)
+    else:
+        has_mod = np.zeros(len(starts), bool)
+        name_ends = ends
+    if np.any(name_ends <= name_starts):
+        return None
+    is_func = np.isin(kinds, _TEXT_TYPE_CODES)
+    # names that are no function: *text_end and the end-of-text markers
+    lengths = name_ends - name_starts
+    long8 = lengths >= 8
+    tail = windows[np.where(long8, name_ends - 8, name_starts), :8]
+    is_func &= ~(long8 & np.all(tail == np.frombuffer(b"text_end", np.uint8), axis=1))
+    for marker in END_MARKERS:
+        m = np.frombuffer(marker.encode(), np.uint8)
+        cand = np.flatnonzero(lengths == len(m))
+        is_func[cand[np.all(windows[name_starts[cand], : len(m)] == m, axis=1)]] = False
+    # __pfx_NAME is attributed to NAME
+    is_pfx = (lengths > len(PFX)) & np.all(
+        windows[name_starts, : len(PFX)] == np.frombuffer(PFX.encode(), np.uint8), axis=1
+    )
+    return _Lines(
+        addrs=addrs,
+        name_starts=np.where(is_func, name_starts + np.where(is_pfx, len(PFX), 0), -1),
+        name_ends=name_ends,
+        # modules: "\t[name]" (BPF programs show as [bpf])
+        mod_starts=np.where(has_mod, name_ends + 2, -1),
+        mod_ends=np.where(has_mod, ends - 1, -1),
+        is_pfx=is_pfx,
     )
 
 
@@ -257,5 +310,13 @@ def _parse_hex(hexes: list[str]) -> np.ndarray:
 
 def load_kallsyms(path: str = "/proc/kallsyms") -> KernelSymbols:
     """Read and parse a kallsyms file; raises OSError when it cannot be read."""
+    buf = bytearray()
     with open(path, "rb") as f:
-        return parse_kallsyms(f.read())
+        while chunk := f.read(1 << 20):  # grown in place: no second copy of a ~10 MB text
+            buf += chunk
+    if not buf:
+        return KernelSymbols(np.zeros(0, np.uint64), (), (), restricted=False)
+    fast = _parse_padded(_pad(buf))
+    if fast is not None:
+        return fast
+    return _parse_lines(bytes(buf[:-16]).decode(errors="replace"))

@@ -392,6 +392,10 @@ class Symbolizer:
                 frames[pos] = frame
         return self._count(frames)  # type: ignore[arg-type]  # every slot is filled above
 
+    def preload_kernel(self) -> None:
+        """Load kernel symbols now (e.g. from a thread while recording) rather than at first lookup."""
+        self._kernel_symbols()
+
     def _kernel_symbols(self) -> KernelSymbols:
         if self._kallsyms is None:
             try:

@@ -106,8 +106,23 @@ def test_two_pids_at_once(cpu_split: Path, tmp_path: Path) -> None:
             p.wait()
 
 
-def test_sigint_mid_run_writes_complete_outputs(tmp_path: Path) -> None:
+def test_pid_includes_threads_created_during_the_run(cpu_split: Path, tmp_path: Path) -> None:
+    proc = subprocess.Popen([str(cpu_split), "threads", "2"])
+    try:
+        out = tmp_path / "threads.folded"
+        r = bpfprof("record", "-p", str(proc.pid), "-F", "499", "-o", str(out))  # until it exits
+        assert r.returncode == 0, r.stderr
+        late = {s: c for s, c in read_folded(out).items() if s[0] == "late_worker"}
+        assert sum(late.values()) > 800, r.stderr  # two threads x ~2 s x 499 Hz, on 2 CPUs
+        assert any("func_a" in s for s in late)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigint_mid_run_writes_complete_outputs(cpu_split: Path, tmp_path: Path) -> None:
     folded, svg = tmp_path / "int.folded", tmp_path / "int.svg"
+    busy = subprocess.Popen([str(cpu_split), "split", "4"])
     p = subprocess.Popen(
         [sys.executable, "-m", "profiler", "record", "-a", "-F", "199", "-o", str(folded), "-o", str(svg)],
         cwd=ROOT,
@@ -118,6 +133,8 @@ def test_sigint_mid_run_writes_complete_outputs(tmp_path: Path) -> None:
     time.sleep(1.5)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
+    busy.kill()
+    busy.wait()
     assert p.returncode == 0, err
     assert "stopped: signal" in err
     lines = folded.read_text().splitlines()

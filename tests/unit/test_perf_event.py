@@ -86,3 +86,27 @@ def test_no_pmu_error_is_one_clear_sentence() -> None:
 def test_permission_error_names_capabilities() -> None:
     err = explain_open_error(OSError(errno.EACCES, "x"), CPU_CLOCK, SamplingSpec(), 0)
     assert "CAP_PERFMON" in str(err)
+
+
+def test_missing_libbpf_says_how_to_install() -> None:
+    from profiler.bpf.libbpf import Libbpf, LibbpfMissing
+
+    with pytest.raises(LibbpfMissing, match="apt-get install libbpf1"):
+        Libbpf("/nonexistent/libbpf.so.1")
+
+
+def test_no_btf_is_one_sentence(tmp_path) -> None:
+    from profiler.errors import UserError
+    from profiler.record import preflight
+
+    with pytest.raises(UserError, match="CONFIG_DEBUG_INFO_BTF") as info:
+        preflight(btf=str(tmp_path / "vmlinux"), euid=0)
+    assert "\n" not in str(info.value)
+
+
+def test_not_root_is_one_sentence() -> None:
+    from profiler.errors import UserError
+    from profiler.record import preflight
+
+    with pytest.raises(UserError, match="needs root"):
+        preflight(euid=1000)

@@ -17,6 +17,7 @@ FP_FLAGS = [
     "-fno-shrink-wrap",
     "-fno-inline",
     "-fno-optimize-sibling-calls",
+    "-pthread",
 ]
 
 

@@ -7,7 +7,10 @@
  *        forker   : forks a child that runs `split`; the parent runs `split` too, then waits
  *        deep     : recursion 40 deep, then func_a
  *        rounds   : `split` for a fixed number of rounds (SECONDS is the count), for benchmarks
+ *        threads  : sleeps 0.5 s, then starts two threads named late_worker that run `split`
  */
+#include <pthread.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -86,6 +89,16 @@ NOINLINE void run_deep(double seconds)
 		recurse(40);
 }
 
+static double thread_seconds;
+
+static void *late_worker(void *arg)
+{
+	(void)arg;
+	prctl(PR_SET_NAME, "late_worker");
+	run_split(thread_seconds);
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "split";
@@ -102,6 +115,14 @@ int main(int argc, char **argv)
 		}
 		run_split(seconds);
 		waitpid(child, NULL, 0);
+	} else if (strcmp(mode, "threads") == 0) {
+		pthread_t t[2];
+		thread_seconds = seconds;
+		usleep(500000);
+		for (int i = 0; i < 2; i++)
+			pthread_create(&t[i], NULL, late_worker, NULL);
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
 	} else if (strcmp(mode, "rounds") == 0) {
 		for (long r = (long)seconds; r > 0; r--) {
 			path_a();
