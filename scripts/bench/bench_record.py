@@ -31,17 +31,17 @@ TMP = Path(tempfile.mkdtemp(prefix="bpfprof-bench-"))
 
 
 def peak_rss_run(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall and peak RSS (KiB) of one command, read with wait4."""
-    t = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.monotonic() - t
-    out = p.stdout.read().decode() if p.stdout else ""
-    p.stdout.close()
-    p.stderr.close()
+    """Wall, peak RSS (KiB) and stdout of one command (stdout through a file: a pipe could fill)."""
+    with tempfile.TemporaryFile() as out:
+        t = time.monotonic()
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.monotonic() - t
+        out.seek(0)
+        text = out.read().decode(errors="replace")
     if status != 0:
-        raise RuntimeError(f"{cmd[0]} failed ({status})")
-    return wall, ru.ru_maxrss, out
+        raise RuntimeError(f"{cmd[0]} failed (wait status {status})")
+    return wall, ru.ru_maxrss, text
 
 
 def attach_latency(stamp: Path) -> dict[str, float]:

@@ -53,29 +53,32 @@ def test_bad_input_gets_one_sentence(args: list[str], message: str, tmp_path: Pa
     assert message in lines[0], lines[0]
 
 
-def test_root_without_capabilities_is_told_what_is_needed() -> None:
-    """uid 0 with every capability dropped: the kernel refuses bpf(); the user hears why."""
+def run_with_privileges(setpriv_args: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """bpfprof under setpriv(1) (util-linux, on every Debian system) with fewer privileges."""
     setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv (util-linux) is part of every Debian system"
-    r = subprocess.run(
-        [
-            setpriv,
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            sys.executable,
-            "-m",
-            "profiler",
-            "record",
-            "-d",
-            "1",
-            "-o",
-            "/tmp/nocaps.folded",
-        ],
+    assert setpriv, "setpriv (util-linux) is missing"
+    return subprocess.run(
+        [setpriv, *setpriv_args, sys.executable, "-m", "profiler", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize(
+    ("setpriv_args", "message"),
+    [
+        # another user: bpfprof says so before touching BPF
+        (["--reuid=nobody", "--regid=nogroup", "--clear-groups"], "needs root"),
+        # uid 0 with every capability dropped: the kernel refuses bpf(); the user hears why
+        (["--inh-caps=-all", "--bounding-set=-all"], "CAP_BPF"),
+    ],
+    ids=["not-root", "root-without-capabilities"],
+)
+def test_missing_privileges_get_one_sentence(setpriv_args: list[str], message: str) -> None:
+    r = run_with_privileges(setpriv_args, "record", "-d", "1", "-o", "/tmp/bpfprof-privileges.folded")
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
-    assert "CAP_BPF" in r.stderr, r.stderr
+    assert message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -7,7 +7,6 @@ import random
 import re
 import shutil
 import struct
-import subprocess
 import time
 import zlib
 from pathlib import Path
@@ -17,24 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.conftest import run
 from unwind.elf import PT_LOAD, ElfError, ElfFile
 from unwind.maps import load_maps
 from unwind.symtab import SymbolTable
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCS = ("leaf_work", "static_helper", "middle_work", "main")
-
-
-@pytest.fixture(scope="module")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The ELF fixtures of scripts/build_fixtures.sh, built once for this module."""
-    out = tmp_path_factory.mktemp("elf")
-    subprocess.run(["bash", str(ROOT / "scripts" / "build_fixtures.sh"), str(out)], check=True)
-    return out
-
-
-def run(*args: str | Path) -> str:
-    return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True).stdout
 
 
 # -- readelf / nm as the reference -------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.conftest import run
 from unwind.elf import ElfFile
 from unwind.frame import Frame, FrameKind, Reason
 from unwind.kallsyms import parse_kallsyms
@@ -23,18 +24,6 @@ from unwind.symbolizer import Symbolizer
 
 ROOT = Path(__file__).resolve().parents[2]
 KALLSYMS = ROOT / "tests" / "fixtures" / "kallsyms"
-
-
-@pytest.fixture(scope="module")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The ELF fixtures of scripts/build_fixtures.sh, built once for this module."""
-    out = tmp_path_factory.mktemp("sym")
-    subprocess.run(["bash", str(ROOT / "scripts" / "build_fixtures.sh"), str(out)], check=True)
-    return out
-
-
-def run(*args: str | Path) -> str:
-    return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True).stdout
 
 
 def readelf_funcs(path: str | Path) -> dict[int, set[str]]:

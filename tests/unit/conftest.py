@@ -1,0 +1,23 @@
+"""Unit-test fixtures: ELF files built from C by scripts/build_fixtures.sh, and a command runner."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def fx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ELF fixtures of scripts/build_fixtures.sh, built once per test run."""
+    out = tmp_path_factory.mktemp("elf")
+    subprocess.run(["bash", str(ROOT / "scripts" / "build_fixtures.sh"), str(out)], check=True)
+    return out
+
+
+def run(*args: str | Path) -> str:
+    """A command's stdout; raises when it fails."""
+    return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True).stdout
