@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 mkdir -p out build
-gcc -O2 -g -fno-omit-frame-pointer -fno-shrink-wrap -o build/demo scripts/demo/demo.c
+# clang keeps a frame pointer in leaf functions too (GCC 12 drops it there whatever the flags)
+clang -O2 -g -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -o build/demo scripts/demo/demo.c
 .venv/bin/bpfprof record -F 999 -o out/demo.svg -o out/demo.folded -o out/demo.speedscope.json \
   --title "bpfprof demo" -- build/demo 3
 echo

@@ -90,13 +90,14 @@ class KernelSymbols:
         ]
 
 
-def _name_rank(name: str | None) -> tuple[int, int]:
-    """Sort key among names at one address: functions before boundaries, padding last, few underscores."""
+def _name_rank(name: str | None) -> tuple[int, int, int]:
+    """Sort key among names at one address: functions before boundaries, padding last, then the
+    fewest leading underscores; ``__pi_`` copies (position-independent aliases) after the original."""
     if name is None:
-        return (2, 0)
+        return (2, 0, 0)
     if name.startswith(PFX):
-        return (1, 0)
-    return (0, len(name) - len(name.lstrip("_")))
+        return (1, 0, 0)
+    return (0, int(name.startswith("__pi_")), len(name) - len(name.lstrip("_")))
 
 
 def parse_kallsyms(text: str | bytes) -> KernelSymbols:
@@ -231,13 +232,11 @@ def _parse_padded(padded: bytearray) -> KernelSymbols | None:
         run_ends = np.append(np.flatnonzero(keep)[1:], len(order))
         group = np.cumsum(keep) - 1
 
-        def rank(i: int) -> tuple[int, int]:
+        def rank(i: int) -> tuple[int, int, int]:
             if cols.name_starts[i] < 0:
-                return (2, 0)
-            if cols.is_pfx[i]:
-                return (1, 0)
-            name = padded[cols.name_starts[i] : cols.name_ends[i]]
-            return (0, len(name) - len(name.lstrip(b"_")))
+                return _name_rank(None)
+            name = padded[cols.name_starts[i] : cols.name_ends[i]].decode(errors="replace")
+            return _name_rank(PFX + name if cols.is_pfx[i] else name)
 
         for start in dup_starts.tolist():
             g = int(group[start])

@@ -58,11 +58,15 @@ def test_aliases_pick_fewest_underscores(ksyms: KernelSymbols) -> None:
     assert one(ksyms, 0xFFFFFFFF83783010) == ("start_kernel", None)
 
 
+def test_position_independent_copies_lose_to_the_original(ksyms: KernelSymbols) -> None:
+    assert one(ksyms, 0xFFFFFFFF81100241) == ("__x86_return_thunk", None)
+
+
 def test_end_markers_and_data_bound_functions(ksyms: KernelSymbols) -> None:
     assert one(ksyms, 0xFFFFFFFF810005FF) == ("entry_SYSCALL_64", None)
     assert one(ksyms, 0xFFFFFFFF81000600) == (None, None)  # __entry_text_end
     assert one(ksyms, 0xFFFFFFFF810FFFFF) == (None, None)
-    assert one(ksyms, 0xFFFFFFFF8110027F) == ("__x64_sys_getpid", None)
+    assert one(ksyms, 0xFFFFFFFF8110023F) == ("__x64_sys_getpid", None)
     assert one(ksyms, 0xFFFFFFFF81100280) == (None, None)  # _etext
     assert one(ksyms, 0xFFFFFFFF82400100) == (None, None)  # linux_banner is data
     assert one(ksyms, 0xFFFFFFFF83784000) == (None, None)  # _einittext
