@@ -240,6 +240,7 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
             opts,
             stop,
             on_new_process=symbolizers.on_new_process,
+            on_tick=symbolizers.on_tick,
             on_attached=lambda: symbolizers.warm_up(kernel=opts.kernel_stacks),
         )
         t_stop = time.monotonic()

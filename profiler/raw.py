@@ -40,6 +40,7 @@ class CountRecord:
     kernel_stack_id: int
     samples: int
     period: int
+    exec_gen: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class RawStack:
     kernel_ips: tuple[int, ...]
     user_status: StackStatus
     kernel_status: StackStatus
+    exec_gen: int = 0  # which image of the process (execs seen while recording) the sample ran
 
 
 @dataclass(slots=True)

@@ -100,7 +100,7 @@ def _explain_libbpf(exc: LibbpfError) -> UserError:
 def record(
     opts: RecordOptions,
     stop: StopFlag,
-    on_new_process: Callable[[int, bool], None] = lambda pid, execed: None,
+    on_new_process: Callable[[int, int], None] = lambda pid, exec_gen: None,
     on_tick: Callable[[Sampler, float], None] | None = None,
     on_attached: Callable[[], None] | None = None,
 ) -> RecordResult:
@@ -222,6 +222,7 @@ def drain(sampler: Sampler) -> RawProfile:
             u_status, vanished = StackStatus.ERROR, vanished + 1
         if k_status is StackStatus.OK and not k_ips:
             k_status, vanished = StackStatus.ERROR, vanished + 1
-        raw.add(RawStack(r.pid, r.tid, r.comm, u_ips, k_ips, u_status, k_status), r.samples, r.period)
+        stack = RawStack(r.pid, r.tid, r.comm, u_ips, k_ips, u_status, k_status, r.exec_gen)
+        raw.add(stack, r.samples, r.period)
     raw.stats["stack_vanished"] = vanished
     return raw

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from typing import TYPE_CHECKING, TextIO
 
 from profiler.symbolize import top_self
+from unwind.frame import FrameKind, Reason
 
 if TYPE_CHECKING:
     from exporters.model import Profile
@@ -30,6 +33,51 @@ def loss_lines(stats: dict[str, int]) -> list[str]:
         ("new_proc_dropped", "new-process notices dropped (their symbols may be unknown)"),
     ]
     return [f"  {stats[k]} {text} ({_pct(stats[k], seen)})" for k, text in kinds if stats.get(k, 0)]
+
+
+REMEDIES = {
+    Reason.NO_SYMBOL: "stripped and no debug info found: install its debug symbols (the -dbg or -dbgsym "
+    "package), pass --debuginfo-dir DIR, or set DEBUGINFOD_URLS",
+    Reason.ANON: "JIT code without a perf map: start the runtime with one (node --perf-basic-prof, "
+    "python3.12 -X perf, a JVM perf-map agent)",
+    Reason.NO_MAPPING: "an address in no mapping: usually a frame-pointer walk through code built without "
+    "frame pointers (see --call-graph dwarf when available, or rebuild with -fno-omit-frame-pointer)",
+    Reason.NO_PROCESS: "the process exited before its memory map could be read",
+    Reason.NO_FILE: "the mapped file could not be opened (deleted, or no permission)",
+    Reason.BAD_ELF: "the mapped file is not a readable ELF file",
+    Reason.KALLSYMS_RESTRICTED: "kernel symbols are hidden: run as root, or sysctl kernel.kptr_restrict=0",
+    Reason.NO_KERNEL_SYMBOL: "no kernel symbol covers the address (a module or BPF program unloaded?)",
+}
+
+
+def unknown_report(profile: Profile, top: int = 5) -> list[str]:
+    """Lines naming the modules with unnamed frames: their share of the module's frames, cause, remedy.
+
+    Frames are counted per sample (weighted), so the shares are of what the flame graph shows.
+    """
+    total: Counter[str] = Counter()
+    unknown: Counter[tuple[str, Reason]] = Counter()
+    for sample, weight in profile.samples.items():
+        for f in sample.frames:
+            if f.kind is FrameKind.MARKER:
+                continue
+            module = (
+                os.path.basename(f.module)
+                if f.module
+                else ("[kernel]" if f.kind is FrameKind.KERNEL else "[no mapping]")
+            )
+            total[module] += weight.samples
+            if f.unknown is not None:
+                unknown[(module, f.unknown)] += weight.samples
+    everything = sum(total.values())
+    lines = []
+    for (module, reason), n in unknown.most_common(top):
+        if module.startswith("["):  # no file behind it: a share of its own frames says nothing
+            what = f"{n} frames ({_pct(n, everything)} of all frames)"
+        else:
+            what = f"{n} of {total[module]} frames unnamed ({_pct(n, total[module])})"
+        lines.append(f"  {module}: {what}: {REMEDIES[reason]}")
+    return lines
 
 
 def print_summary(
@@ -59,10 +107,11 @@ def print_summary(
             print(line, file=out)
     else:
         print("lost: nothing (no collisions, missing stacks or dropped samples)", file=out)
-    unknown = getattr(symbolizer, "unknown_by_module", lambda: {})()
+    unknown = unknown_report(profile)
     if unknown:
-        worst = sorted(unknown.items(), key=lambda kv: -kv[1])[:5]
-        print("unknown frames: " + ", ".join(f"{m} {n}" for m, n in worst), file=out)
+        print("unnamed frames:", file=out)
+        for line in unknown:
+            print(line, file=out)
     top = top_self(profile, 10)
     if top:
         total = profile.total_samples

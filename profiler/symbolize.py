@@ -31,6 +31,11 @@ class LazySymbolizer:
                 self._symbolizer = Symbolizer()
             return self._symbolizer
 
+    def on_tick(self, _sampler: object, _elapsed: float) -> None:
+        """While recording: let the symbolizer look again for what appears after capture (JIT maps)."""
+        if self._symbolizer is not None and not self._lock.locked():
+            self._symbolizer.revisit()
+
     def warm_up(self, kernel: bool) -> None:
         """Import the symbolizer (and load kallsyms) in a thread while recording, not after it.
 
@@ -53,12 +58,9 @@ class LazySymbolizer:
             self._warming = None
         return self.get()
 
-    def on_new_process(self, pid: int, execed: bool) -> None:
-        """Snapshot a newly sampled process's maps (again after an exec: its image changed)."""
-        symbolizer = self.get()
-        if execed:
-            symbolizer.forget(pid)
-        symbolizer.capture(pid)
+    def on_new_process(self, pid: int, exec_gen: int) -> None:
+        """Snapshot a newly sampled process's maps (again after each exec: its image changed)."""
+        self.get().capture(pid, exec_gen)
 
     def __enter__(self) -> LazySymbolizer:
         return self
@@ -75,14 +77,15 @@ def symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMeta
     sample still counts; a stack not asked for (-U/-K, user-mode sample) is simply absent.
     """
     profile = Profile(meta=meta)
-    user_cache: dict[tuple[int, tuple[int, ...]], tuple[Frame, ...]] = {}
+    user_cache: dict[tuple[int, int, tuple[int, ...]], tuple[Frame, ...]] = {}
     kernel_cache: dict[tuple[int, ...], tuple[Frame, ...]] = {}
     for stack, (samples, period) in raw.stacks.items():
         user: tuple[Frame, ...] = ()
         if stack.user_status is StackStatus.OK:
-            key = (stack.pid, stack.user_ips)
+            key = (stack.pid, stack.exec_gen, stack.user_ips)
             if key not in user_cache:
-                user_cache[key] = tuple(reversed(symbolizer.symbolize_user(stack.pid, stack.user_ips)))
+                frames = symbolizer.symbolize_user(stack.pid, stack.user_ips, stack.exec_gen)
+                user_cache[key] = tuple(reversed(frames))
             user = user_cache[key]
         elif stack.user_status is not StackStatus.SKIPPED:
             user = (MISSED_USER,)

@@ -23,9 +23,11 @@ from unwind.elf import ElfError, ElfFile
 from unwind.frame import Frame, FrameKind, Reason
 from unwind.kallsyms import KernelSymbols, load_kallsyms
 from unwind.maps import Mapping, load_maps
+from unwind.perfmap import PerfMap, open_perf_map, read_perf_map
 from unwind.symtab import SymbolTable
 
 VDSO = "[vdso]"
+JIT_MODULE = "[jit]"  # the module of frames named from a perf map
 # A process's maps are re-read (to find mappings made after capture) at most this often, in seconds.
 REFRESH_INTERVAL = 1.0
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
@@ -73,6 +75,15 @@ class _Process:
     starts: list[int]
     handles: dict[int, _Module | Reason]
     refreshed: float  # time.monotonic() of the last re-read of the maps
+    perf_map_fd: int | None = None  # /tmp/perf-NSPID.map in its root, opened at capture (JIT symbols)
+    perf_map: PerfMap | None = None  # read at first need, through the fd
+    perf_map_tried: float = 0.0  # time.monotonic() of the last attempt to open it
+    captured: float = 0.0  # time.monotonic() of the capture
+
+    def close(self) -> None:
+        if self.perf_map_fd is not None:
+            os.close(self.perf_map_fd)
+            self.perf_map_fd = None
 
 
 class Symbolizer:
@@ -92,8 +103,8 @@ class Symbolizer:
         self._proc = proc
         self._kallsyms = kallsyms
         self._debug_dirs = tuple(debug_dirs)
-        self._procs: dict[int, _Process] = {}
-        self._gone: set[int] = set()
+        self._procs: dict[tuple[int, int], _Process] = {}  # by (pid, exec generation)
+        self._gone: set[tuple[int, int]] = set()
         self._modules: dict[tuple[object, ...], _Module] = {}
         self._kernel_frames: dict[int, Frame] = {}
         self._unknown: Counter[str] = Counter()
@@ -109,28 +120,35 @@ class Symbolizer:
         for module in self._modules.values():
             module.close()
         self._modules.clear()
+        for proc in self._procs.values():
+            proc.close()
         self._procs.clear()
         self._gone.clear()
         self._kernel_frames.clear()
 
     # -- capture ------------------------------------------------------------------------------
 
-    def capture(self, pid: int) -> bool:
+    def capture(self, pid: int, gen: int = 0) -> bool:
         """Snapshot ``/proc/PID/maps`` and keep each executable file reachable; cheap, no ELF parsing.
 
-        Returns True when captured now; False when the pid was already captured (nothing is done) or the
-        process is gone or unreadable.
+        ``gen`` counts the execs of the process seen while recording: each image is captured (and later
+        symbolized) apart, so samples taken before an exec are named from the image they ran.
+        Returns True when captured now; False when (pid, gen) was already captured (nothing is done) or
+        the process is gone or unreadable.
         """
-        if pid in self._procs or pid in self._gone:
+        key = (pid, gen)
+        if key in self._procs or key in self._gone:
             return False
         try:
             maps = load_maps(pid, self._proc)
         except OSError:
-            self._gone.add(pid)
+            self._gone.add(key)
             return False
         proc = _Process(pid, [], [], {}, refreshed=-REFRESH_INTERVAL)  # the first refresh may come at once
+        proc.perf_map_fd = open_perf_map(pid, self._proc)
+        proc.captured = proc.perf_map_tried = time.monotonic()
         self._add_mappings(proc, maps)
-        self._procs[pid] = proc
+        self._procs[key] = proc
         return True
 
     def _add_mappings(self, proc: _Process, maps: list[Mapping]) -> None:
@@ -154,6 +172,20 @@ class Symbolizer:
         proc.maps = sorted(old + added, key=lambda m: m.start)
         proc.starts = [m.start for m in proc.maps]
 
+    def revisit(self, max_age: float = 30.0) -> None:
+        """While recording: look again for the JIT perf map of processes captured in the last ``max_age``
+        seconds that had none (a runtime writes it after start, and it may be gone with the process
+        before symbolization). At most once a second per process."""
+        now = time.monotonic()
+        for proc in self._procs.values():
+            if (
+                proc.perf_map_fd is None
+                and now - proc.perf_map_tried >= 1.0
+                and now - proc.captured <= max_age
+            ):
+                proc.perf_map_tried = now
+                proc.perf_map_fd = open_perf_map(proc.pid, self._proc)
+
     def _refresh(self, proc: _Process) -> bool:
         """Re-read the maps of a live process to learn mappings made since capture (dlopen, late loads).
 
@@ -172,9 +204,12 @@ class Symbolizer:
         return len(proc.maps) > before
 
     def forget(self, pid: int) -> None:
-        """Drop the snapshot of ``pid`` (after an exec, say) so the next ``capture`` takes a new one."""
-        self._procs.pop(pid, None)
-        self._gone.discard(pid)
+        """Drop every snapshot of ``pid`` so the next ``capture`` takes a new one."""
+        for key in [k for k in (*self._procs, *self._gone) if k[0] == pid]:
+            proc = self._procs.pop(key, None)
+            if proc is not None:
+                proc.close()
+            self._gone.discard(key)
 
     def _file_module(self, pid: int, m: Mapping) -> _Module | Reason:
         """Open the file behind mapping ``m``, reusing the cached module when the same file was seen."""
@@ -229,16 +264,16 @@ class Symbolizer:
 
     # -- user ---------------------------------------------------------------------------------
 
-    def symbolize_user(self, pid: int, ips: Sequence[int]) -> list[Frame]:
-        """One USER frame per absolute address of process ``pid``; ``ips`` leaf first.
+    def symbolize_user(self, pid: int, ips: Sequence[int], gen: int = 0) -> list[Frame]:
+        """One USER frame per absolute address of process ``pid`` in its image ``gen``; ``ips`` leaf first.
 
         ``ips[0]`` is looked up as is and every other ip at ``ip - 1`` (a return address points past its
-        call). ``file_off`` of a frame is the file offset of the looked-up address. A pid never captured
-        is captured now; if that fails every frame has ``Reason.NO_PROCESS``.
+        call). ``file_off`` of a frame is the file offset of the looked-up address. A (pid, gen) never
+        captured is captured now; if that fails every frame has ``Reason.NO_PROCESS``.
         """
-        proc = self._procs.get(pid)
-        if proc is None and self.capture(pid):
-            proc = self._procs[pid]
+        proc = self._procs.get((pid, gen))
+        if proc is None and self.capture(pid, gen):
+            proc = self._procs[(pid, gen)]
         if proc is None:
             return self._count([Frame(None, kind=FrameKind.USER, unknown=Reason.NO_PROCESS) for _ in ips])
         addrs = [ip if pos == 0 else ip - 1 for pos, ip in enumerate(ips)]
@@ -248,7 +283,9 @@ class Symbolizer:
         if missed and self._refresh(proc):
             missed = self._place(proc, missed, addrs, frames, pending)
         for pos in missed:
-            frames[pos] = Frame(None, kind=FrameKind.USER, unknown=Reason.NO_MAPPING)
+            frames[pos] = self._jit_frame(proc, addrs[pos]) or Frame(
+                None, kind=FrameKind.USER, unknown=Reason.NO_MAPPING
+            )
         for module, items in pending.values():
             self._resolve(module, items, frames)
         return self._count(frames)  # type: ignore[arg-type]  # every slot is filled above
@@ -276,7 +313,9 @@ class Symbolizer:
             handle = proc.handles.get(m.start)
             if handle is None:
                 if not m.is_file:
-                    frames[pos] = Frame(None, m.path or None, FrameKind.USER, unknown=Reason.ANON)
+                    frames[pos] = self._jit_frame(proc, addr) or Frame(
+                        None, m.path or None, FrameKind.USER, unknown=Reason.ANON
+                    )
                     continue
                 # An address in a non-executable file mapping: open it now, if the process still lives.
                 handle = proc.handles[m.start] = self._file_module(proc.pid, m)
@@ -290,6 +329,20 @@ class Symbolizer:
             else:
                 pending.setdefault(id(handle), (handle, []))[1].append((pos, file_off, m.path))
         return missed
+
+    def _jit_frame(self, proc: _Process, addr: int) -> Frame | None:
+        """A frame named from the process's JIT perf map, or None (no map, or not covered)."""
+        if proc.perf_map is None:
+            if proc.perf_map_fd is None:  # not there at capture: the JIT may have started since
+                proc.perf_map_fd = open_perf_map(proc.pid, self._proc)
+            if proc.perf_map_fd is None:
+                return None
+            try:
+                proc.perf_map = read_perf_map(proc.perf_map_fd)
+            except OSError:
+                return None
+        (name,) = proc.perf_map.lookup([addr])
+        return Frame(name, JIT_MODULE, FrameKind.USER) if name else None
 
     def _resolve(
         self, module: _Module, items: list[tuple[int, int, str]], frames: list[Frame | None]

@@ -18,6 +18,7 @@ class StackKey(ctypes.Structure):
         ("tid", ctypes.c_uint32),
         ("user_stack_id", ctypes.c_int32),
         ("kernel_stack_id", ctypes.c_int32),
+        ("exec_gen", ctypes.c_uint32),
         ("comm", ctypes.c_char * TASK_COMM_LEN),
     ]
 
@@ -31,7 +32,7 @@ NOTICE_EXEC = 1
 
 
 class ProcNotice(ctypes.Structure):
-    _fields_ = [("tgid", ctypes.c_uint32), ("kind", ctypes.c_uint32)]
+    _fields_ = [("tgid", ctypes.c_uint32), ("kind", ctypes.c_uint32), ("exec_gen", ctypes.c_uint32)]
 
 
 class ProfileConfig(ctypes.Structure):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from profiler.bpf.abi import (
     MAX_STACK_DEPTH,
-    NOTICE_EXEC,
     STAT_MAX,
     ProcNotice,
     ProfileConfig,
@@ -64,6 +63,7 @@ def decode_counts(keys: bytes, values: bytes, n: int) -> list[CountRecord]:
                 kernel_stack_id=k.kernel_stack_id,
                 samples=v.samples,
                 period=v.period,
+                exec_gen=k.exec_gen,
             )
         )
     return out
@@ -204,13 +204,13 @@ class Sampler:
         link = self.bpf.check_ptr(self.bpf.lib.bpf_program__attach(self._prog(prog)), f"attach {prog}")
         self.links.append(link)
 
-    def open_new_process_feed(self, handler: Callable[[int, bool], None]) -> None:
-        """Call ``handler(tgid, execed)`` from poll() for each process sampled for the first time, and
-        again on its first sample after an exec (``execed`` True)."""
+    def open_new_process_feed(self, handler: Callable[[int, int], None]) -> None:
+        """Call ``handler(tgid, exec_gen)`` from poll() for each process sampled for the first time
+        (exec_gen 0), and again on its first sample after each exec (the new generation)."""
 
         def on_record(data: bytes) -> None:
             notice = ProcNotice.from_buffer_copy(data)
-            handler(notice.tgid, notice.kind == NOTICE_EXEC)
+            handler(notice.tgid, notice.exec_gen)
 
         self._ringbuf_cb = make_ringbuf_callback(on_record)
         self.ringbuf = self.bpf.check_ptr(

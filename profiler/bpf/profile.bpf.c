@@ -33,12 +33,13 @@ struct {
 	__type(value, __u8);
 } targets SEC(".maps");
 
-/* tgids already announced to user space, so it captures their maps while they live */
+/* sampled processes: their exec generation and what user space was told (so it captures their
+ * maps while they live, and again after each exec) */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 32768);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, struct proc_state);
 } seen SEC(".maps");
 
 struct {
@@ -61,23 +62,30 @@ static __always_inline void stat_inc(__u32 idx)
 }
 
 /* Tell user space about a process the first time it is sampled, and again on its first sample
- * after an exec, so its memory map is captured while it lives and after it changes. */
-static __always_inline void announce(__u32 tgid)
+ * after an exec, so its memory map is captured while it lives and after it changes. Returns the
+ * exec generation for the sample's key. */
+static __always_inline __u32 track(__u32 tgid)
 {
-	__u8 *state = bpf_map_lookup_elem(&seen, &tgid);
-	struct proc_notice notice = {.tgid = tgid, .kind = NOTICE_FIRST};
+	struct proc_state *st = bpf_map_lookup_elem(&seen, &tgid);
+	struct proc_state fresh = {};
+	__u32 gen = st ? st->exec_gen : 0;
 
-	if (state) {
-		if (*state != SEEN_EXECED)
-			return;
-		notice.kind = NOTICE_EXEC;
-	}
+	if (st && st->announced == gen + 1)
+		return gen;
+	struct proc_notice notice = {.tgid = tgid, .kind = gen ? NOTICE_EXEC : NOTICE_FIRST, .exec_gen = gen};
 	if (bpf_ringbuf_output(&new_procs, &notice, sizeof(notice), 0) != 0) {
 		stat_inc(STAT_NEW_PROC_DROPPED); /* not marked: tried again on a later sample */
-		return;
+		if (!st)
+			bpf_map_update_elem(&seen, &tgid, &fresh, BPF_NOEXIST);
+		return gen;
 	}
-	__u8 announced = SEEN_ANNOUNCED;
-	bpf_map_update_elem(&seen, &tgid, &announced, BPF_ANY);
+	if (st) {
+		st->announced = gen + 1;
+	} else {
+		fresh.announced = 1;
+		bpf_map_update_elem(&seen, &tgid, &fresh, BPF_NOEXIST);
+	}
+	return gen;
 }
 
 SEC("perf_event")
@@ -103,6 +111,7 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	struct stack_key key = {};
 	key.tgid = tgid;
 	key.tid = tid;
+	key.exec_gen = tgid ? track(tgid) : 0;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
 	if (cfg.user_stacks && !kthread) {
@@ -147,8 +156,6 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	__sync_fetch_and_add(&val->samples, 1);
 	__sync_fetch_and_add(&val->period, ctx->sample_period);
 	stat_inc(STAT_KEPT);
-	if (tgid != 0)
-		announce(tgid);
 	return 0;
 }
 
@@ -167,15 +174,16 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
-/* A process that execs gets a new memory map: have its next sample announce it again. */
+/* A sampled process that execs runs a new image: its later samples carry the next generation, and
+ * the first of them announces it again. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = p->tgid;
-	__u8 *state = bpf_map_lookup_elem(&seen, &tgid);
+	struct proc_state *st = bpf_map_lookup_elem(&seen, &tgid);
 
-	if (state)
-		*state = SEEN_EXECED;
+	if (st)
+		__sync_fetch_and_add(&st->exec_gen, 1);
 	return 0;
 }
 

@@ -12,6 +12,7 @@ struct stack_key {
 	__u32 tid;
 	__s32 user_stack_id;   /* < 0: -errno from bpf_get_stackid, or STACK_SKIPPED */
 	__s32 kernel_stack_id; /* < 0: -errno from bpf_get_stackid, or STACK_SKIPPED */
+	__u32 exec_gen;        /* execs of the process seen while recording: which image it ran */
 	char comm[TASK_COMM_LEN];
 };
 
@@ -41,15 +42,18 @@ enum stat_index {
 /* A record of the `new_procs` ring buffer: a process sampled for the first time, or again after exec. */
 struct proc_notice {
 	__u32 tgid;
-	__u32 kind; /* NOTICE_FIRST or NOTICE_EXEC */
+	__u32 kind;     /* NOTICE_FIRST or NOTICE_EXEC */
+	__u32 exec_gen; /* the image now running (as in stack_key) */
 };
 
 #define NOTICE_FIRST 0
 #define NOTICE_EXEC 1
 
-/* values of the `seen` map */
-#define SEEN_ANNOUNCED 1
-#define SEEN_EXECED 2 /* announced, then exec'd: announce again on its next sample */
+/* value of the `seen` map: a sampled process, its exec generation, and what user space was told */
+struct proc_state {
+	__u32 exec_gen;  /* execs since it was first sampled */
+	__u32 announced; /* 1 + the exec_gen last announced */
+};
 
 struct profile_config {
 	__u8 filter_tgids;   /* only tgids in the `targets` map */

@@ -22,6 +22,12 @@ def cpu_split() -> Path:
     return build("cpu_split")
 
 
+@pytest.fixture(scope="session")
+def demo() -> Path:
+    """The demo workload of scripts/demo (hash_text, parse_records, ...), a second distinct image."""
+    return build("demo", src=ROOT / "scripts" / "demo" / "demo.c")
+
+
 def bpfprof(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
     """Run `python -m profiler ARGS` as a user would; text output captured."""
     return subprocess.run(
@@ -29,7 +35,7 @@ def bpfprof(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProces
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=kw.pop("cwd", ROOT),
         **kw,
     )
 

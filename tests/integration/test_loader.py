@@ -47,7 +47,7 @@ def test_sampler_counts_in_kernel_and_closes_everything(cpu_split: Path) -> None
             s.add_targets([busy.pid])
             s.attach_perf_events(open_per_cpu(CPU_CLOCK, SamplingSpec(999), online_cpus()))
             seen: list[tuple[int, bool]] = []
-            s.open_new_process_feed(lambda pid, execed: seen.append((pid, execed)))
+            s.open_new_process_feed(lambda pid, gen: seen.append((pid, gen)))
             assert len(bpf_fds()) > len(before)
             end = time.monotonic() + 1
             while time.monotonic() < end:
@@ -60,7 +60,7 @@ def test_sampler_counts_in_kernel_and_closes_everything(cpu_split: Path) -> None
         assert 700 < kept < 1300  # ~1 s at 999 Hz on one busy CPU
         assert stats[Stat.KEPT] == kept == stats[Stat.SEEN]
         assert all(r.period > 0 for r in records)
-        assert seen == [(busy.pid, False)]
+        assert seen == [(busy.pid, 0)]
     finally:
         busy.kill()
         busy.wait()
@@ -109,12 +109,12 @@ def test_exec_is_announced_again(tmp_path: Path) -> None:
             s.add_targets([proc.pid])
             s.attach_tracepoint("on_exec")
             s.attach_perf_events(open_per_cpu(CPU_CLOCK, SamplingSpec(999), online_cpus()))
-            s.open_new_process_feed(lambda pid, execed: seen.append((pid, execed)))
+            s.open_new_process_feed(lambda pid, gen: seen.append((pid, gen)))
             while proc.poll() is None:
                 s.poll(50)
             s.poll(0)
     finally:
         proc.kill()
         proc.wait()
-    assert (proc.pid, False) in seen
-    assert (proc.pid, True) in seen
+    assert (proc.pid, 0) in seen
+    assert (proc.pid, 1) in seen

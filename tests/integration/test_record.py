@@ -52,6 +52,22 @@ def test_command_mode_cpu_split_and_complete_stacks(cpu_split: Path, tmp_path: P
     assert "wrote" in r.stderr
 
 
+def test_exec_symbolized_against_the_image_each_sample_ran(
+    cpu_split: Path, demo: Path, tmp_path: Path
+) -> None:
+    """Samples before an exec name cpu_split's functions; after it, the demo's, in one process."""
+    out = tmp_path / "exec.folded"
+    r = bpfprof("record", "-F", "499", "-o", str(out), "--", str(cpu_split), "exec", "1", str(demo), "1")
+    assert r.returncode == 0, r.stderr
+    stacks = read_folded(out)
+    before = sum(c for s, c in stacks.items() if s[0] == cpu_split.name[:15] and "func_a" in s)
+    after = sum(c for s, c in stacks.items() if s[0] == demo.name[:15] and "hash_text" in s)
+    assert before > 100, r.stderr
+    assert after > 100, r.stderr
+    unknown = sum(c for s, c in stacks.items() if any("[unknown]" in f or "+0x" in f for f in s[1:]))
+    assert unknown < 0.02 * sum(stacks.values()), [s for s in stacks if "[unknown]" in " ".join(s)][:5]
+
+
 def test_kernel_frames_for_syscall_heavy_workload(cpu_split: Path, tmp_path: Path) -> None:
     out = tmp_path / "sys.folded"
     r = bpfprof(

@@ -23,10 +23,10 @@ int main(void) {
     printf("sizeof stack_key %zu\nsizeof stack_value %zu\nsizeof profile_config %zu\n",
            sizeof(struct stack_key), sizeof(struct stack_value), sizeof(struct profile_config));
     F(stack_key, tgid) F(stack_key, tid) F(stack_key, user_stack_id) F(stack_key, kernel_stack_id)
-    F(stack_key, comm) F(stack_value, samples) F(stack_value, period)
+    F(stack_key, exec_gen) F(stack_key, comm) F(stack_value, samples) F(stack_value, period)
     F(profile_config, filter_tgids) F(profile_config, include_idle) F(profile_config, user_stacks)
     F(profile_config, kernel_stacks) F(profile_config, follow_forks)
-    F(proc_notice, tgid) F(proc_notice, kind)
+    F(proc_notice, tgid) F(proc_notice, kind) F(proc_notice, exec_gen)
     printf("const STACK_SKIPPED %d\nconst STAT_MAX %d\nconst MAX_STACK_DEPTH %d\n",
            STACK_SKIPPED, STAT_MAX, MAX_STACK_DEPTH);
     printf("const NOTICE_EXEC %d\nconst NOTICE_FIRST %d\nsizeof proc_notice %zu\n",

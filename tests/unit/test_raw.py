@@ -30,9 +30,28 @@ def test_decode_counts_batch() -> None:
         (10, 11, "worker", 3, -EFAULT, 7, 7_000_000),
         (20, 20, "a" * 16, STACK_SKIPPED, 5, 1, 10_101_010),
     ]
-    assert ctypes.sizeof(StackKey) == 32
+    assert ctypes.sizeof(StackKey) == 36
 
 
 def test_decode_stack_stops_at_zero() -> None:
     raw = struct.pack("<4Q", 0xFFFFFFFF81000010, 0x401000, 0, 0x999) + bytes(8 * 123)
     assert decode_stack(raw) == (0xFFFFFFFF81000010, 0x401000)
+
+
+def test_unknown_report_names_module_share_and_remedy() -> None:
+    from exporters.model import Profile, Sample
+    from profiler.summary import unknown_report
+    from unwind.frame import Frame, FrameKind, Reason
+
+    libc_named = Frame("memcpy", "/usr/lib/libc.so.6", FrameKind.USER)
+    libc_unnamed = Frame(None, "/usr/lib/libc.so.6", FrameKind.USER, unknown=Reason.NO_SYMBOL, file_off=0x10)
+    nomap = Frame(None, None, FrameKind.USER, unknown=Reason.NO_MAPPING)
+    main = Frame("main", "/app", FrameKind.USER)
+    p = Profile()
+    p.add(Sample(1, 1, "app", (main, libc_named)), 30, 0)
+    p.add(Sample(1, 1, "app", (nomap, main, libc_unnamed)), 10, 0)
+    libc, nomap_line = sorted(unknown_report(p), key=lambda line: "[" in line)
+    assert libc.startswith("  libc.so.6: 10 of 40 frames unnamed (25.0%): stripped")
+    assert "debuginfo-dir" in libc
+    assert nomap_line.startswith("  [no mapping]: 10 frames (11.1% of all frames): ")
+    assert "frame pointers" in nomap_line

@@ -21,9 +21,9 @@ FP_FLAGS = [
 ]
 
 
-def build(name: str, flags: list[str] | None = None, suffix: str = "") -> Path:
-    """Compile tests/workloads/NAME.c; returns the binary's path."""
-    src = HERE / f"{name}.c"
+def build(name: str, flags: list[str] | None = None, suffix: str = "", src: Path | None = None) -> Path:
+    """Compile tests/workloads/NAME.c (or ``src``); returns the binary's path."""
+    src = src or HERE / f"{name}.c"
     flags = FP_FLAGS if flags is None else flags
     digest = hashlib.sha256(src.read_bytes() + " ".join(flags).encode()).hexdigest()[:12]
     out = BIN / f"{name}{suffix}-{digest}"

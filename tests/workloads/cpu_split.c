@@ -8,6 +8,7 @@
  *        deep     : recursion 40 deep, then func_a
  *        rounds   : `split` for a fixed number of rounds (SECONDS is the count), for benchmarks
  *        threads  : sleeps 0.5 s, then starts two threads named late_worker that run `split`
+ *        exec     : `split` for SECONDS, then execs argv[3] with argv[3...] (a different image)
  */
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -103,7 +104,7 @@ int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "split";
 	double seconds = argc > 2 ? atof(argv[2]) : 2.0;
-	int code = argc > 3 ? atoi(argv[3]) : 0;
+	int code = argc > 3 && strcmp(mode, "exec") != 0 ? atoi(argv[3]) : 0;
 
 	if (strcmp(mode, "syscalls") == 0) {
 		do_syscalls(seconds);
@@ -115,6 +116,10 @@ int main(int argc, char **argv)
 		}
 		run_split(seconds);
 		waitpid(child, NULL, 0);
+	} else if (strcmp(mode, "exec") == 0 && argc > 3) {
+		run_split(seconds);
+		execv(argv[3], &argv[3]);
+		return 127;
 	} else if (strcmp(mode, "threads") == 0) {
 		pthread_t t[2];
 		thread_seconds = seconds;

@@ -1,0 +1,97 @@
+"""Frames named where other profilers print [unknown]: JIT code, containers, exec'd and short-lived
+processes. Real BPF, real processes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from exporters.folded import parse_folded
+from tests.integration.conftest import bpfprof
+
+pytestmark = pytest.mark.bpf
+
+HOT_JS = """
+function hotLoopForBpfprof(n) { let x = 0; for (let i = 0; i < n; i++) { x = (x * 31 + i) | 0; } return x; }
+const end = Date.now() + 2000; let s = 0;
+while (Date.now() < end) { s += hotLoopForBpfprof(100000); }
+console.log(s);
+"""
+
+
+def folded(path: Path) -> dict[tuple[str, ...], int]:
+    with path.open() as f:
+        return parse_folded(f)
+
+
+def node() -> str:
+    path = shutil.which("node") or shutil.which("nodejs")
+    assert path, "node is needed for the JIT tests (scripts/setup.sh --test installs Debian's nodejs)"
+    return path
+
+
+def jit_share(stacks: dict[tuple[str, ...], int], name: str) -> float:
+    total = sum(c for s, c in stacks.items() if s[0] == "node")
+    hits = sum(c for s, c in stacks.items() if s[0] == "node" and any(name in f for f in s))
+    return hits / total if total else 0.0
+
+
+def test_jit_frames_named_from_perf_map(tmp_path: Path) -> None:
+    script = tmp_path / "hot.js"
+    script.write_text(HOT_JS)
+    out = tmp_path / "node.folded"
+    r = bpfprof(
+        "record", "-F", "499", "-o", str(out), "--", node(), "--perf-basic-prof", str(script), cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert jit_share(folded(out), "hotLoopForBpfprof") > 0.5, r.stderr
+
+
+def unshare_cmd(inner: str) -> list[str]:
+    """A shell in new mount and PID namespaces (a container without an image)."""
+    return ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "sh", "-c", inner]
+
+
+def test_container_binary_at_a_path_the_host_lacks(cpu_split: Path, tmp_path: Path) -> None:
+    """The binary runs from a tmpfs mounted inside the namespace: the host path does not exist."""
+    inner = (
+        "mount -t tmpfs tmpfs /mnt && mkdir /mnt/ctr && "
+        f"cp {cpu_split} /mnt/ctr/app && exec /mnt/ctr/app split 2"
+    )
+    out = tmp_path / "ctr.folded"
+    r = bpfprof("record", "-F", "499", "-o", str(out), "--", *unshare_cmd(inner))
+    assert r.returncode == 0, r.stderr
+    assert not Path("/mnt/ctr/app").exists()
+    app = {s: c for s, c in folded(out).items() if s[0] == "app"}
+    assert sum(app.values()) > 500, r.stderr
+    named = sum(c for s, c in app.items() if "func_a" in s or "func_b" in s or "func_c" in s)
+    assert named / sum(app.values()) > 0.95
+
+
+def test_container_jit_map_with_namespace_pid(tmp_path: Path) -> None:
+    """node in its own PID namespace and /tmp writes /tmp/perf-<small pid>.map inside it."""
+    script = tmp_path / "hot.js"
+    script.write_text(HOT_JS)
+    inner = (  # the script moves out of /tmp before a private /tmp hides it
+        f"mount -t tmpfs tmpfs /mnt && cp {script} /mnt/hot.js && mount -t tmpfs tmpfs /tmp && "
+        f"exec {node()} --perf-basic-prof /mnt/hot.js"
+    )
+    out = tmp_path / "ctrnode.folded"
+    r = bpfprof("record", "-F", "499", "-o", str(out), "--", *unshare_cmd(inner), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert jit_share(folded(out), "hotLoopForBpfprof") > 0.5, r.stderr
+
+
+def test_short_lived_commands_back_to_back(cpu_split: Path, tmp_path: Path) -> None:
+    """Ten 200 ms processes, one after another, are named like one long one."""
+    out = tmp_path / "short.folded"
+    loop = f"for i in 1 2 3 4 5 6 7 8 9 10; do {cpu_split} split 0.2; done"
+    r = bpfprof("record", "-F", "999", "-o", str(out), "--", "sh", "-c", loop)
+    assert r.returncode == 0, r.stderr
+    ours = {s: c for s, c in folded(out).items() if s[0] == cpu_split.name[:15]}
+    total = sum(ours.values())
+    assert total > 1000, r.stderr  # ~2 s at 999 Hz
+    named = sum(c for s, c in ours.items() if any(f in s for f in ("func_a", "func_b", "func_c", "main")))
+    assert named / total > 0.97, sorted(ours.items(), key=lambda kv: -kv[1])[:5]
