@@ -38,10 +38,12 @@ class FoldedOptions:
     """How stacks are rendered as folded lines.
 
     ``delimit`` adds ``-`` between user and kernel frames (bcc ``-d``); ``annotate_kernel`` suffixes
-    kernel frames with ``_[k]`` (bcc ``-a``).
+    kernel frames with ``_[k]`` (bcc ``-a``); ``lines`` renders frames that have a source line as
+    ``name (file.c:LINE)`` (py-spy's raw format).
     """
 
     delimit: bool = False
+    lines: bool = False
     annotate_kernel: bool = False
 
 
@@ -81,13 +83,13 @@ def fold_sample(sample: Sample, options: FoldedOptions) -> tuple[Stack, tuple[Fr
         and any(f.kind is FrameKind.KERNEL for f in kernel)
     )
     for frame in user:
-        names.append(sanitize_name(frame.label()))
+        names.append(sanitize_name(frame.label(lines=options.lines)))
         kinds.append(frame.kind)
     if delimit:
         names.append(DELIMITER)
         kinds.append(FrameKind.MARKER)
     for frame in kernel:
-        name = sanitize_name(frame.label())
+        name = sanitize_name(frame.label(lines=options.lines))
         if options.annotate_kernel and frame.kind is FrameKind.KERNEL:
             name += KERNEL_ANNOTATION
         names.append(name)

@@ -40,7 +40,8 @@ _FONT_UNSAFE = re.compile(r"[^\w ,.-]")
 class SvgOptions:
     """Look of the flame graph: sizes in px, ``count_name`` is the unit word in titles.
 
-    ``delimit`` adds the bcc ``-`` frame between user and kernel frames (``write_svg`` only).
+    ``delimit`` adds the bcc ``-`` frame between user and kernel frames and ``lines`` shows
+    ``name (file.c:LINE)`` where known (``write_svg`` only).
     """
 
     title: str = "Flame Graph"
@@ -52,6 +53,7 @@ class SvgOptions:
     min_width: float = 0.1
     count_name: str = "samples"
     delimit: bool = False
+    lines: bool = False
 
 
 def guess_kind(name: str) -> FrameKind:
@@ -266,7 +268,7 @@ def write_svg_from_folded(
 def write_svg(profile: Profile, stream: TextIO, options: SvgOptions | None = None) -> None:
     """Draw a profile as an interactive SVG flame graph; stacks as in the folded output (comm root first)."""
     opt = options or SvgOptions()
-    fold = FoldedOptions(delimit=opt.delimit)
+    fold = FoldedOptions(delimit=opt.delimit, lines=opt.lines)
     stacks: dict[Stack, int] = {}
     kinds: dict[Stack, tuple[FrameKind, ...]] = {}
     for sample, weight in profile.samples.items():

@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after SEC seconds (default: Ctrl-C, or when the targets exit)",
     )
     smp.add_argument(
+        "--call-graph",
+        default="fp",
+        metavar="fp|dwarf[,SIZE]",
+        help="user stacks by frame pointers (fp, the default) or by unwinding a SIZE-byte copy of the "
+        "stack with the binaries' DWARF CFI (dwarf; SIZE a multiple of 4096 up to 65536, default 16384): "
+        "complete stacks for code built without frame pointers",
+    )
+    smp.add_argument(
         "-U", "--user-stacks-only", action="store_true", help="user stacks only (no kernel frames)"
     )
     smp.add_argument("-K", "--kernel-stacks-only", action="store_true", help="kernel stacks only")
@@ -129,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--delimit", action="store_true", help="folded/svg: a '-' frame between user and kernel")
     out.add_argument("--annotate-kernel", action="store_true", help="folded/svg: add _[k] to kernel frames")
     out.add_argument("--title", help="SVG title (default: the command or 'bpfprof')")
+    sym = rec.add_argument_group("symbols")
+    sym.add_argument(
+        "--lines",
+        action="store_true",
+        help="frames as 'function (file.c:LINE)' from DWARF, inlined calls as frames of their own",
+    )
+    sym.add_argument("--no-demangle", action="store_true", help="keep C++ and Rust names mangled")
+    sym.add_argument(
+        "--debuginfo-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also look for separate debug files here, by build-id or debuglink (repeatable)",
+    )
     out.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     rec.add_argument("--debug", action="store_true", help="show tracebacks and libbpf's log")
     return parser
@@ -176,6 +198,29 @@ def resolve_outputs(paths: list[str], fmt: str | None, default_stem: str) -> lis
     return targets
 
 
+DWARF_DEFAULT_SIZE = 16384
+
+
+def parse_call_graph(text: str) -> int:
+    """``fp`` -> 0; ``dwarf`` -> 16384; ``dwarf,SIZE`` -> SIZE (bytes of user stack per sample)."""
+    from profiler.bpf.abi import DWARF_STACK_MAX
+
+    mode, _, size = text.partition(",")
+    if mode == "fp" and not size:
+        return 0
+    if mode != "dwarf":
+        raise UserError(f"--call-graph {text!r}: use fp or dwarf[,SIZE]", 2)
+    if not size:
+        return DWARF_DEFAULT_SIZE
+    if not size.isdigit() or int(size) % 4096 or not 4096 <= int(size) <= DWARF_STACK_MAX:
+        raise UserError(
+            f"--call-graph dwarf,{size}: SIZE is the bytes of stack copied per sample, a multiple of 4096 "
+            f"from 4096 to {DWARF_STACK_MAX}",
+            2,
+        )
+    return int(size)
+
+
 def build_record_options(ns: argparse.Namespace, command: list[str]):
     from profiler.perf_event import SamplingSpec, max_sample_rate, online_cpus, parse_cpu_list
     from profiler.record import RecordOptions
@@ -211,6 +256,7 @@ def build_record_options(ns: argparse.Namespace, command: list[str]):
     sampling = (
         SamplingSpec(frequency=None, period=ns.period) if ns.period else SamplingSpec(ns.frequency or 99)
     )
+    dwarf_stack_size = parse_call_graph(ns.call_graph)
     return RecordOptions(
         pids=pids,
         command=command,
@@ -222,6 +268,7 @@ def build_record_options(ns: argparse.Namespace, command: list[str]):
         kernel_stacks=not ns.user_stacks_only,
         stack_storage_size=ns.stack_storage_size,
         counts_size=ns.counts_size,
+        dwarf_stack_size=dwarf_stack_size,
     )
 
 
@@ -235,13 +282,23 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
 
     from profiler.symbolize import LazySymbolizer
 
-    with LazySymbolizer() as symbolizers, StopFlag() as stop:
+    for d in ns.debuginfo_dir:
+        if not os.path.isdir(d):
+            raise UserError(f"--debuginfo-dir {d}: no such directory", 2)
+    symbolizer_options = {"lines": ns.lines, "demangle": not ns.no_demangle, "debug_dirs": ns.debuginfo_dir}
+    with LazySymbolizer(**symbolizer_options) as symbolizers, StopFlag() as stop:
+        dwarf = None
+        if opts.dwarf_stack_size:
+            from profiler.dwarf import DwarfAggregator
+
+            dwarf = DwarfAggregator(symbolizers.get)
         result = record(
             opts,
             stop,
             on_new_process=symbolizers.on_new_process,
             on_tick=symbolizers.on_tick,
             on_attached=lambda: symbolizers.warm_up(kernel=opts.kernel_stacks),
+            dwarf=dwarf,
         )
         t_stop = time.monotonic()
         symbolizer = symbolizers.wait()
@@ -269,7 +326,7 @@ def _symbolize(result, symbolizer, opts, ns):
         start_time_ns=time.time_ns() - int(result.raw.duration_s * 1e9),
         command=opts.command,
     )
-    return symbolize_profile(result.raw, symbolizer, meta)
+    return symbolize_profile(result.raw, symbolizer, meta, lines=ns.lines)
 
 
 def _write_outputs(profile, outputs: list[OutputTarget], ns: argparse.Namespace) -> list[OutputTarget]:
@@ -277,9 +334,9 @@ def _write_outputs(profile, outputs: list[OutputTarget], ns: argparse.Namespace)
     from exporters.output import write_profile
     from exporters.svg import SvgOptions
 
-    folded_options = FoldedOptions(delimit=ns.delimit, annotate_kernel=ns.annotate_kernel)
+    folded_options = FoldedOptions(delimit=ns.delimit, annotate_kernel=ns.annotate_kernel, lines=ns.lines)
     title = ns.title or (" ".join(profile.meta.command) if profile.meta.command else "bpfprof")
-    svg_options = SvgOptions(title=title)
+    svg_options = SvgOptions(title=title, delimit=ns.delimit, lines=ns.lines)
     written = []
     for out in outputs:
         if out.path == "-":

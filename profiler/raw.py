@@ -14,6 +14,8 @@ class StackStatus(Enum):
     MISSING = "missing"  # -EFAULT from bpf_get_stackid: no stack of that kind
     COLLISION = "collision"  # -EEXIST: lost to a stack-map bucket collision
     ERROR = "error"  # any other error
+    TRUNCATED = "truncated"  # --call-graph dwarf: frames found, but the stack copy ended first
+    UNWIND_FAILED = "unwind_failed"  # --call-graph dwarf: frames found, then a bad address or no CFI
 
 
 def stack_status(stack_id: int) -> StackStatus:

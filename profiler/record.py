@@ -14,10 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from profiler.bpf.abi import Stat
 from profiler.bpf.libbpf import LibbpfError, LibbpfMissing
 from profiler.bpf.loader import Sampler, SamplerConfig
+
+if TYPE_CHECKING:
+    from profiler.dwarf import DwarfAggregator
 from profiler.errors import UserError
 from profiler.perf_event import CPU_CLOCK, EventSpec, SamplingSpec, open_per_cpu
 from profiler.raw import RawProfile, RawStack, StackStatus, stack_status
@@ -40,6 +44,7 @@ class RecordOptions:
     kernel_stacks: bool = True
     stack_storage_size: int = 16384
     counts_size: int = 40960
+    dwarf_stack_size: int = 0  # > 0: --call-graph dwarf with this many bytes of stack per sample
 
 
 @dataclass
@@ -103,6 +108,7 @@ def record(
     on_new_process: Callable[[int, int], None] = lambda pid, exec_gen: None,
     on_tick: Callable[[Sampler, float], None] | None = None,
     on_attached: Callable[[], None] | None = None,
+    dwarf: DwarfAggregator | None = None,
 ) -> RecordResult:
     """Profile until the duration ends, ``stop`` is set, or every target has exited."""
     preflight()
@@ -119,6 +125,7 @@ def record(
         kernel_stacks=opts.kernel_stacks,
         stack_storage_size=opts.stack_storage_size,
         counts_size=opts.counts_size,
+        dwarf_stack_size=opts.dwarf_stack_size,
     )
     try:
         sampler = Sampler(config).__enter__()
@@ -140,6 +147,10 @@ def record(
             fds = open_per_cpu(opts.event, opts.sampling, opts.cpus)
             sampler.attach_perf_events(fds)
             sampler.open_new_process_feed(on_new_process)
+            if opts.dwarf_stack_size:
+                if dwarf is None:
+                    raise ValueError("--call-graph dwarf needs a DwarfAggregator")
+                sampler.open_samples_feed(dwarf.on_record)
         except LibbpfError as exc:
             raise _explain_libbpf(exc) from exc
         except OSError as exc:
@@ -154,8 +165,11 @@ def record(
         stopped_by = _wait(opts, stop, sampler, launched, started, on_tick)
         duration = time.monotonic() - started
         sampler.detach()
-        sampler.poll(0)  # the last new-process notices
+        while sampler.poll(0) > 0:  # the last notices and samples
+            pass
         raw = drain(sampler)
+        if dwarf is not None:
+            dwarf.add_to(raw, sampler)
         raw.duration_s = duration
         return RecordResult(raw, launched, stopped_by, attach_s)
     except BaseException:
@@ -203,6 +217,8 @@ STAT_NAMES = {
     Stat.KERNEL_OTHER_ERROR: "kernel_error",
     Stat.IDLE_SKIPPED: "idle_skipped",
     Stat.NEW_PROC_DROPPED: "new_proc_dropped",
+    Stat.SAMPLES_DROPPED: "samples_dropped",
+    Stat.KTHREAD_SKIPPED: "kthread_skipped",
 }
 
 

@@ -31,6 +31,13 @@ def loss_lines(stats: dict[str, int]) -> list[str]:
         ("kernel_error", "kernel stacks failed with other errors"),
         ("stack_vanished", "stacks evicted from the stack map before they were read"),
         ("new_proc_dropped", "new-process notices dropped (their symbols may be unknown)"),
+        ("samples_dropped", "samples dropped: the unwinder fell behind and the ring buffer filled"),
+        (
+            "user_truncated",
+            "user stacks truncated: the stack copy ended first (raise --call-graph dwarf,SIZE)",
+        ),
+        ("user_unwind_failed", "user stacks cut short by a bad address or a module without unwind info"),
+        ("kthread_skipped", "kernel-thread samples left out (--call-graph dwarf unwinds user stacks)"),
     ]
     return [f"  {stats[k]} {text} ({_pct(stats[k], seen)})" for k, text in kinds if stats.get(k, 0)]
 
@@ -122,4 +129,11 @@ def print_summary(
         print(f"wrote {w.path} ({w.fmt})", file=out)
     if not kept:
         print("no samples were taken: the targets did not run on a CPU while recording", file=out)
-    print(f"(attach {result.attach_s * 1000:.0f} ms, symbolize+write {output_s * 1000:.0f} ms)", file=out)
+    unwind = ""
+    if "unwind_ms" in stats:
+        share = stats["unwind_ms"] / 10 / dur if dur else 0.0
+        unwind = f", unwinding {stats['unwind_ms']} ms = {share:.1f}% of a core"
+    print(
+        f"(attach {result.attach_s * 1000:.0f} ms{unwind}, symbolize+write {output_s * 1000:.0f} ms)",
+        file=out,
+    )

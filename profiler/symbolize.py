@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from exporters.model import Profile, ProfileMeta, Sample
 from profiler.raw import RawProfile, StackStatus
-from unwind.frame import MISSED_KERNEL, MISSED_USER, Frame
+from unwind.frame import MISSED_KERNEL, MISSED_USER, TRUNCATED, UNWIND_FAILED, Frame
 
 if TYPE_CHECKING:
     from unwind.symbolizer import Symbolizer
@@ -18,7 +18,8 @@ class LazySymbolizer:
     """Owns the Symbolizer, created on first use so that numpy and the ELF code load only after
     sampling is attached (they would add ~90 ms to exec-to-sampling)."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: object) -> None:
+        self._options = options  # Symbolizer keyword arguments (lines, demangle, debug_dirs)
         self._symbolizer: Symbolizer | None = None
         self._lock = threading.Lock()
         self._warming: threading.Thread | None = None
@@ -28,7 +29,7 @@ class LazySymbolizer:
             if self._symbolizer is None:
                 from unwind.symbolizer import Symbolizer
 
-                self._symbolizer = Symbolizer()
+                self._symbolizer = Symbolizer(**self._options)  # type: ignore[arg-type]
             return self._symbolizer
 
     def on_tick(self, _sampler: object, _elapsed: float) -> None:
@@ -70,8 +71,20 @@ class LazySymbolizer:
             self._symbolizer.close()
 
 
-def symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMeta) -> Profile:
+# user stacks with frames, and the marker that goes at their root side
+_PARTIAL = {
+    StackStatus.OK: (),
+    StackStatus.TRUNCATED: (TRUNCATED,),
+    StackStatus.UNWIND_FAILED: (UNWIND_FAILED,),
+}
+
+
+def symbolize_profile(
+    raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMeta, lines: bool = False
+) -> Profile:
     """One Sample per raw stack: user frames root->leaf, then kernel frames root->leaf.
+
+    With ``lines``, user frames carry source lines and inlined calls become frames of their own.
 
     A stack that was expected but lost (collision, -EFAULT, vanished) becomes a marker frame, so the
     sample still counts; a stack not asked for (-U/-K, user-mode sample) is simply absent.
@@ -81,12 +94,16 @@ def symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMeta
     kernel_cache: dict[tuple[int, ...], tuple[Frame, ...]] = {}
     for stack, (samples, period) in raw.stacks.items():
         user: tuple[Frame, ...] = ()
-        if stack.user_status is StackStatus.OK:
+        if stack.user_status in _PARTIAL:
             key = (stack.pid, stack.exec_gen, stack.user_ips)
             if key not in user_cache:
-                frames = symbolizer.symbolize_user(stack.pid, stack.user_ips, stack.exec_gen)
+                if lines:
+                    per_addr = symbolizer.symbolize_user_lines(stack.pid, stack.user_ips, stack.exec_gen)
+                    frames = [f for inner_first in per_addr for f in inner_first]
+                else:
+                    frames = symbolizer.symbolize_user(stack.pid, stack.user_ips, stack.exec_gen)
                 user_cache[key] = tuple(reversed(frames))
-            user = user_cache[key]
+            user = _PARTIAL[stack.user_status] + user_cache[key]
         elif stack.user_status is not StackStatus.SKIPPED:
             user = (MISSED_USER,)
         kernel: tuple[Frame, ...] = ()

@@ -241,7 +241,9 @@ class ElfFile:
         for i, (p_type, flags, offset, vaddr, _paddr, filesz, memsz, align) in enumerate(
             _PHDR.iter_unpack(raw)
         ):
-            if offset + filesz > len(self._data):
+            # An empty segment holds no file bytes: debug-only files (objcopy --only-keep-debug, a
+            # MiniDebugInfo) keep the binary's program headers with offsets past their own end.
+            if filesz and offset + filesz > len(self._data):
                 raise ElfError(
                     f"segment {i} (type {p_type:#x}) at offset {offset:#x} size {filesz:#x} is past the end"
                     f" of the file ({len(self._data):#x})"

@@ -44,8 +44,17 @@ class Frame:
     unknown: Reason | None = None
     file_off: int | None = None
 
-    def label(self) -> str:
-        """The display name: the function, else ``module+0xOFF``, else ``[unknown]``."""
+    def label(self, lines: bool = False) -> str:
+        """The display name: the function, else ``module+0xOFF``, else ``[unknown]``.
+
+        With ``lines`` (``--lines``), a frame that has a line gets py-spy's `` (file.c:LINE)`` after it
+        (the source file's basename). Off by default: speedscope/pprof carry file and line apart.
+        """
+        if lines and self.line is not None:
+            return f"{self._name()} ({os.path.basename(self.file or '') or '??'}:{self.line})"
+        return self._name()
+
+    def _name(self) -> str:
         if self.name:
             return self.name
         if self.module and self.file_off is not None:
@@ -57,3 +66,6 @@ class Frame:
 
 MISSED_USER = Frame("[Missed User Stack]", kind=FrameKind.MARKER)
 MISSED_KERNEL = Frame("[Missed Kernel Stack]", kind=FrameKind.MARKER)
+# --call-graph dwarf: at the root side of a user stack whose unwinding stopped early
+TRUNCATED = Frame("[truncated]", kind=FrameKind.MARKER)  # the stack copy ended first
+UNWIND_FAILED = Frame("[unwind failed]", kind=FrameKind.MARKER)  # a bad address, or no CFI

@@ -13,17 +13,29 @@ import stat
 import time
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
 import numpy as np
 
+from unwind.cfi import UnwindTable, build_unwind_table
+from unwind.debuginfo import (
+    DEFAULT_DEBUG_DIRS,
+    DebuginfodClient,
+    SymbolSources,
+    file_identity,
+    find_debug_file,
+    load_symbols,
+)
+from unwind.demangle import Demangler
+from unwind.dwarf import DwarfInfo, SourceFrame
 from unwind.elf import ElfError, ElfFile
 from unwind.frame import Frame, FrameKind, Reason
-from unwind.kallsyms import KernelSymbols, load_kallsyms
+from unwind.kallsyms import KernelSymbols
 from unwind.maps import Mapping, load_maps
 from unwind.perfmap import PerfMap, open_perf_map, read_perf_map
+from unwind.symcache import SymbolCache, load_kernel_symbols, stale_kernel_results
 from unwind.symtab import SymbolTable
 
 VDSO = "[vdso]"
@@ -34,6 +46,8 @@ _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 _U64_MASK = 2**64 - 1
 # Errors that a damaged, vanished or replaced file can raise while it is parsed; all become a Reason.
 _FILE_ERRORS = (ElfError, OSError, ValueError)
+# Frames that DWARF may add lines to: named ones, and unnamed ones in a readable ELF (DWARF may name them).
+_LINE_REASONS = (None, Reason.NO_SYMBOL)
 
 
 @dataclass(eq=False, slots=True)
@@ -52,8 +66,18 @@ class _Module:
     error: Reason | None = None
     loaded: bool = False
     frames: dict[tuple[int, str], Frame] = field(default_factory=dict)
+    identity: str | None = None  # file_identity() of the mapped file: its cache key without a build-id
+    dwarf: DwarfInfo | None = None  # with Symbolizer(lines=True): its own or its debug file's DWARF
+    dwarf_tried: bool = False
+    lines: dict[tuple[int, str], tuple[Frame, ...]] = field(default_factory=dict)  # as ``frames``
+    unwind: UnwindTable | None = None  # CFI rows (unwind/cfi.py), built at the first unwind through it
+    unwind_tried: bool = False
 
     def close(self) -> None:
+        if self.dwarf is not None:
+            self.dwarf.close()
+        self.dwarf = None
+        self.lines.clear()
         for f in (self.elf, self.debug):
             if f is not None:
                 f.close()
@@ -91,6 +115,17 @@ class Symbolizer:
 
     User addresses are absolute addresses of a captured process; kernel addresses are absolute kernel
     addresses. Every call returns exactly one ``Frame`` per input address, in input order.
+
+    Separate debug info of stripped binaries is searched in ``debug_dirs`` (the user's) before
+    ``default_debug_dirs``, then asked of ``debuginfod`` (True: from ``$DEBUGINFOD_URLS``, none when
+    unset). Parsed tables go to ``cache`` (True: ``$XDG_CACHE_HOME/bpfprof``; False: no disk cache).
+    See unwind/debuginfo.py and unwind/symcache.py.
+
+    User (ELF) symbol names are demangled (C++, Rust; unwind/demangle.py); ``demangle=False`` leaves
+    them exactly as in the symbol table. Kernel and perf-map names are never demangled.
+
+    With ``lines=True``, ``symbolize_user_lines`` adds source lines and inlined calls from DWARF
+    (unwind/dwarf.py), read lazily per compile unit.
     """
 
     def __init__(
@@ -98,16 +133,29 @@ class Symbolizer:
         *,
         proc: str = "/proc",
         kallsyms: KernelSymbols | None = None,
-        debug_dirs: Sequence[str] = ("/usr/lib/debug",),
+        debug_dirs: Sequence[str] = (),
+        default_debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS,
+        debuginfod: DebuginfodClient | bool = True,
+        cache: SymbolCache | bool = True,
+        demangle: bool = True,
+        lines: bool = False,
     ) -> None:
+        self._lines = lines  # symbolize_user_lines reads DWARF line tables and inlined calls
         self._proc = proc
         self._kallsyms = kallsyms
-        self._debug_dirs = tuple(debug_dirs)
+        self._kallsyms_cached = False  # from the disk cache: may lack BPF programs loaded since
+        self._sources = SymbolSources(
+            tuple(debug_dirs),
+            tuple(default_debug_dirs),
+            DebuginfodClient.from_env() if debuginfod is True else debuginfod or None,
+            SymbolCache.default() if cache is True else cache or None,
+        )
         self._procs: dict[tuple[int, int], _Process] = {}  # by (pid, exec generation)
         self._gone: set[tuple[int, int]] = set()
         self._modules: dict[tuple[object, ...], _Module] = {}
         self._kernel_frames: dict[int, Frame] = {}
         self._unknown: Counter[str] = Counter()
+        self._demangler = Demangler() if demangle else None
 
     def __enter__(self) -> Self:
         return self
@@ -125,6 +173,10 @@ class Symbolizer:
         self._procs.clear()
         self._gone.clear()
         self._kernel_frames.clear()
+        if self._demangler is not None:
+            self._demangler.clear()
+        if self._sources.debuginfod is not None:
+            self._sources.debuginfod.close()
 
     # -- capture ------------------------------------------------------------------------------
 
@@ -230,6 +282,7 @@ class Symbolizer:
                 module = self._modules.get(key)
                 if module is None:
                     module = self._map_module(fd, st.st_size, m.path)
+                    module.identity = file_identity(m.path, st)
                     self._modules[key] = module
                 return module
             finally:
@@ -359,6 +412,8 @@ class Symbolizer:
                 idx = module.table.lookup_indices(vaddrs)
                 idx[~found] = -1
                 names = [None if i < 0 else module.table.name(i) for i in idx.tolist()]
+                if self._demangler is not None:  # the one place user (ELF) names are produced
+                    names = [n and self._demangler(n) for n in names]
             except _FILE_ERRORS:
                 reason = Reason.BAD_ELF
         for (pos, off, path), name in zip(items, names, strict=True):
@@ -384,42 +439,162 @@ class Symbolizer:
                 else:
                     module.error = Reason.NO_FILE
                     return module.error
-                parts = module.elf.symbol_parts()
-                if not module.elf.has_symtab:
-                    module.debug = self._find_debug_file(module.elf, module.name)
-                    if module.debug is not None:
-                        parts = module.debug.symbol_parts() + parts
-                module.table = SymbolTable(parts)
+                # debug file, MiniDebugInfo or debuginfod when stripped; the disk cache when it has it
+                loaded = load_symbols(module.elf, module.name, module.identity, self._sources)
+                module.debug = loaded.debug.elf if loaded.debug is not None else None
+                module.table = loaded.table
             except _FILE_ERRORS:
                 module.error = Reason.BAD_ELF
         return module.error
 
-    def _find_debug_file(self, elf: ElfFile, path: str) -> ElfFile | None:
-        """A separate debug file with a ``.symtab``: by build-id under each debug dir, else by debuglink."""
-        build_id = elf.build_id
-        if build_id is not None and len(build_id) >= 2:
-            hexid = build_id.hex()
-            for d in self._debug_dirs:
-                candidate = os.path.join(d, ".build-id", hexid[:2], hexid[2:] + ".debug")
-                debug = _open_elf(candidate)
-                if debug is not None and debug.build_id == build_id and debug.has_symtab:
-                    return debug
-                if debug is not None:
-                    debug.close()
-        link = elf.debuglink
-        if link is None or os.path.isabs(link.name):
+    # -- unwinding (DWARF mode) ---------------------------------------------------------------
+
+    def unwind_resolver(
+        self, pid: int, gen: int = 0
+    ) -> Callable[[int], tuple[UnwindTable | None, int] | None]:
+        """The ``resolve`` of ``unwind.unwinder.unwind`` for process ``pid`` (image ``gen``), captured now
+        if it never was: absolute pc -> (CFI table of its module, bias) with ``elf_vaddr = abs_pc - bias``.
+
+        ``(None, 0)`` for executable memory without CFI (anonymous JIT code, an unreadable file: the
+        unwinder uses frame pointers there); None for a pc in no executable mapping. A module's table is
+        built at its first pc (with its separate debug file's ``.debug_frame``), cached on disk by build-id.
+        """
+        if (pid, gen) not in self._procs:
+            self.capture(pid, gen)
+        proc = self._procs.get((pid, gen))
+        by_start: dict[int, tuple[UnwindTable | None, int] | None] = {}  # per mapping: one segment each
+
+        def resolve(abs_pc: int) -> tuple[UnwindTable | None, int] | None:
+            if proc is None:
+                return None
+            i = bisect.bisect_right(proc.starts, abs_pc) - 1
+            if (i < 0 or abs_pc >= proc.maps[i].end) and self._refresh(proc):
+                i = bisect.bisect_right(proc.starts, abs_pc) - 1
+            if i < 0 or abs_pc >= proc.maps[i].end:
+                return None
+            m = proc.maps[i]
+            if m.start not in by_start:
+                by_start[m.start] = self._unwind_entry(proc, m, abs_pc)
+            return by_start[m.start]
+
+        return resolve
+
+    def _unwind_entry(self, proc: _Process, m: Mapping, abs_pc: int) -> tuple[UnwindTable | None, int] | None:
+        """The table and bias of mapping ``m`` (its bias taken at ``abs_pc``); see ``unwind_resolver``."""
+        if not m.is_exec:
             return None
-        here = os.path.dirname(path)
-        candidates = [os.path.join(here, link.name), os.path.join(here, ".debug", link.name)]
-        candidates += [os.path.join(d, here.lstrip("/"), link.name) for d in self._debug_dirs]
-        for candidate in candidates:
-            debug = _open_elf(candidate)
-            if debug is None:
+        handle = proc.handles.get(m.start)
+        if not isinstance(handle, _Module) or self._load(handle) is not None or handle.elf is None:
+            return None, 0
+        vaddr = handle.elf.file_offset_to_vaddr(m.to_file_offset(abs_pc))
+        if vaddr is None:
+            return None, 0
+        if not handle.unwind_tried:
+            handle.unwind_tried = True
+            cache = self._sources.cache
+            try:
+                table = build_unwind_table(
+                    handle.elf,
+                    handle.debug,
+                    cache_dir=cache.root if cache is not None else None,
+                    use_cache=cache is not None,
+                )
+            except _FILE_ERRORS:
+                table = None
+            handle.unwind = table if table is not None and len(table) else None  # no CFI: frame pointers
+        return handle.unwind, abs_pc - vaddr
+
+    # -- source lines (DWARF) -----------------------------------------------------------------
+
+    def symbolize_user_lines(self, pid: int, ips: Sequence[int], gen: int = 0) -> list[list[Frame]]:
+        """``symbolize_user`` with source lines and inlined calls: one list of frames per address.
+
+        Each list runs innermost first: inlined calls (``inlined=True``), then the function holding the
+        code, each with ``file`` and ``line`` from DWARF (the binary's own or its separate debug file's),
+        as ``addr2line -f -i`` prints them. Where DWARF says nothing, or the symbolizer was made without
+        ``lines=True``, the list is ``[the symbolize_user frame]``. The outermost frame keeps the ELF
+        symbol's name when DWARF's names the same function (an alias, a clone, or mangling apart).
+        """
+        frames = self.symbolize_user(pid, ips, gen)
+        out = [[f] for f in frames]
+        proc = self._procs.get((pid, gen))
+        if not self._lines or proc is None:
+            return out
+        pending: dict[int, tuple[_Module, list[int]]] = {}
+        for pos, frame in enumerate(frames):
+            if frame.file_off is None or frame.module is None or frame.unknown not in _LINE_REASONS:
                 continue
-            if debug.has_symtab and _file_crc32(candidate) == link.crc:
-                return debug
-            debug.close()
-        return None
+            module = self._module_at(proc, ips[pos] if pos == 0 else ips[pos] - 1)
+            if module is None:
+                continue
+            cached = module.lines.get((frame.file_off, frame.module))
+            if cached is not None:
+                out[pos] = list(cached)
+            else:
+                pending.setdefault(id(module), (module, []))[1].append(pos)
+        for module, positions in pending.values():
+            dwarf = self._dwarf(module)
+            if dwarf is None or module.elf is None:
+                continue
+            bases = [frames[pos] for pos in positions]
+            vaddrs = [module.elf.file_offset_to_vaddr(f.file_off or 0) for f in bases]
+            found = dwarf.lookup_many([v for v in vaddrs if v is not None])
+            results = iter(found)
+            for pos, base, vaddr in zip(positions, bases, vaddrs, strict=True):
+                expanded = self._line_frames(base, next(results) if vaddr is not None else [])
+                module.lines[(base.file_off or 0, base.module or "")] = expanded  # both set: see above
+                out[pos] = list(expanded)
+        return out
+
+    def _module_at(self, proc: _Process, addr: int) -> _Module | None:
+        i = bisect.bisect_right(proc.starts, addr) - 1
+        if i < 0 or addr >= proc.maps[i].end:
+            return None
+        handle = proc.handles.get(proc.maps[i].start)
+        return handle if isinstance(handle, _Module) else None
+
+    def _dwarf(self, module: _Module) -> DwarfInfo | None:
+        """The module's DWARF: its own ``.debug_info``, else its separate debug file's; looked for once."""
+        if not module.dwarf_tried:
+            module.dwarf_tried = True
+            if self._load(module) is not None or module.elf is None:
+                return None
+            if module.debug is None and not DwarfInfo(module.elf).has_debug_info:
+                # load_symbols looks for a debug file only when the binary lacks .symtab
+                found = find_debug_file(
+                    module.elf, module.name, self._sources.debug_dirs, default_dirs=self._sources.default_dirs
+                )
+                module.debug = found.elf if found is not None else None
+            for elf in (module.elf, module.debug):
+                if elf is not None and DwarfInfo(elf).has_debug_info:
+                    module.dwarf = DwarfInfo(elf)
+                    break
+        return module.dwarf
+
+    def _line_frames(self, base: Frame, source: list[SourceFrame]) -> tuple[Frame, ...]:
+        """Frames for the DWARF answer ``source`` (innermost first) of the address of frame ``base``."""
+        if not source:
+            return (base,)
+        out = []
+        for i, s in enumerate(source):
+            name = s.function
+            if name and self._demangler is not None:
+                name = self._demangler(name)
+            if i == len(source) - 1 and base.name and (not name or _same_function(base.name, name)):
+                name = base.name
+            out.append(
+                Frame(
+                    name,
+                    base.module,
+                    FrameKind.USER,
+                    file=s.file,
+                    line=s.line,
+                    inlined=s.inlined,
+                    unknown=None if name else base.unknown or Reason.NO_SYMBOL,
+                    file_off=base.file_off,
+                )
+            )
+        return tuple(out)
 
     # -- kernel -------------------------------------------------------------------------------
 
@@ -435,6 +610,9 @@ class Symbolizer:
         todo = [pos for pos, f in enumerate(frames) if f is None]
         if todo:
             results = ksyms.lookup([addrs[pos] for pos in todo])
+            if self._kallsyms_cached and stale_kernel_results(results):
+                ksyms = self._kernel_symbols(live=True)  # once: a BPF program may be newer than the cache
+                results = ksyms.lookup([addrs[pos] for pos in todo])
             for pos, (name, module) in zip(todo, results, strict=True):
                 if ksyms.restricted:
                     reason: Reason | None = Reason.KALLSYMS_RESTRICTED
@@ -449,12 +627,17 @@ class Symbolizer:
         """Load kernel symbols now (e.g. from a thread while recording) rather than at first lookup."""
         self._kernel_symbols()
 
-    def _kernel_symbols(self) -> KernelSymbols:
-        if self._kallsyms is None:
+    def _kernel_symbols(self, live: bool = False) -> KernelSymbols:
+        """kallsyms: this boot's cache entry if any (unless ``live``), else /proc/kallsyms (then cached)."""
+        if self._kallsyms is None or live:
             try:
-                self._kallsyms = load_kallsyms(os.path.join(self._proc, "kallsyms"))
-            except OSError:
-                self._kallsyms = KernelSymbols(np.zeros(0, np.uint64), (), ())
+                self._kallsyms, self._kallsyms_cached = load_kernel_symbols(
+                    self._proc, self._sources.cache, live=live
+                )
+            except OSError:  # unreadable: keep the cached symbols, if any, and stop asking
+                if self._kallsyms is None:
+                    self._kallsyms = KernelSymbols(np.zeros(0, np.uint64), (), ())
+                self._kallsyms_cached = False
         return self._kallsyms
 
     # -- summary ------------------------------------------------------------------------------
@@ -469,6 +652,13 @@ class Symbolizer:
         """How many unresolved frames were returned, per module path (or ``[kernel]``/``[unknown]``)."""
         return dict(self._unknown)
 
+    def warnings(self) -> list[str]:
+        """Problems that cost symbols or speed (debuginfod failures, an unwritable cache), one line each."""
+        found = list(self._sources.debuginfod.errors) if self._sources.debuginfod is not None else []
+        if self._sources.cache is not None and self._sources.cache.error is not None:
+            found.append(self._sources.cache.error)
+        return found
+
 
 def _summary_key(frame: Frame) -> str:
     if frame.module:
@@ -478,17 +668,20 @@ def _summary_key(frame: Frame) -> str:
     return "[anon]" if frame.unknown is Reason.ANON else "[unknown]"
 
 
-def _open_elf(path: str) -> ElfFile | None:
-    try:
-        return ElfFile.open(path)
-    except _FILE_ERRORS:
-        return None
+def _same_function(symbol: str, dwarf: str) -> bool:
+    """True when an ELF symbol name and a DWARF function name (both demangled or both not) name one
+    function: equal up to a gcc clone suffix (``foo.isra.0``, ``foo.cold``), the DWARF name qualified or
+    with parameters in the symbol's (``ns::foo(int)``), or an alias adding a prefix (``__GI_foo``,
+    ``__libc_foo``)."""
+    sym, dw = _unclone(symbol), _unclone(dwarf)
+    if sym == dw or sym.startswith((dw + "(", dw + "<")) or f"::{dw}(" in sym or sym.endswith("::" + dw):
+        return True
+    short, long = sorted((sym, dw), key=len)
+    return long.endswith(short) and long[: len(long) - len(short)].endswith("_")
 
 
-def _file_crc32(path: str) -> int | None:
-    """CRC-32 (zlib, as ``.gnu_debuglink`` uses) of a whole file, or None when it cannot be read."""
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return zlib.crc32(mm)
-    except (OSError, ValueError):
-        return None
+def _unclone(name: str) -> str:
+    """A function name without gcc's clone suffix: ``foo.isra.0`` -> ``foo``, and demangled
+    ``f(int) [clone .isra.0]`` -> ``f(int)``."""
+    name = name.split(" [clone ", 1)[0]
+    return name if "(" in name else name.split(".", 1)[0] or name

@@ -155,6 +155,69 @@ class SymbolTable:
         """The function name covering each ELF virtual address, in order; None where no symbol does."""
         return [None if i < 0 else self.name(i) for i in self.lookup_indices(elf_vaddrs).tolist()]
 
+    def to_arrays(self) -> SymbolArrays:
+        """The table as flat arrays (views, no copy) for saving; ``from_arrays`` makes it back."""
+        lengths = np.array([s.end - s.start for s in self._strings], np.uint64)
+        bases = np.concatenate([np.zeros(1, np.uint64), np.cumsum(lengths, dtype=np.uint64)])
+        name_offs = self.name_offs + bases[self.name_srcs] if len(self._strings) > 1 else self.name_offs
+        return SymbolArrays(self.addrs, self.sizes, name_offs, self._zero_ends, self._strings)
+
+    @classmethod
+    def from_arrays(cls, arrays: SymbolArrays) -> SymbolTable:
+        """A table from ``to_arrays`` output (e.g. read back from a cache file); nothing is re-sorted.
+
+        Raises ValueError when the arrays are inconsistent (lengths, order, offsets past the strings).
+        """
+        a = arrays
+        n = len(a.addrs)
+        if not len(a.sizes) == len(a.name_offs) == n:
+            raise ValueError(f"{n} addresses but {len(a.sizes)} sizes and {len(a.name_offs)} names")
+        if n > 1 and not bool(np.all(a.addrs[1:] > a.addrs[:-1])):
+            raise ValueError("symbol addresses are not sorted and unique")
+        lengths = np.array([s.end - s.start for s in a.strings], np.uint64)
+        bases = np.concatenate([np.zeros(1, np.uint64), np.cumsum(lengths, dtype=np.uint64)])
+        if n and int(a.name_offs.max()) >= int(bases[-1]):
+            raise ValueError("a symbol name starts past the end of the string tables")
+        sized = a.sizes > 0
+        unsized = n - int(np.count_nonzero(sized))
+        if len(a.zero_ends) != unsized:
+            raise ValueError(f"{len(a.zero_ends)} ends for {unsized} unsized symbols")
+        table = cls.__new__(cls)
+        table._strings = tuple(a.strings)
+        table._names = {}
+        table.addrs = a.addrs
+        table.sizes = a.sizes
+        if len(a.strings) > 1:
+            srcs = np.searchsorted(bases[1:], a.name_offs, side="right")
+            table.name_srcs = srcs.astype(np.uint8)
+            table.name_offs = a.name_offs - bases[srcs]
+        else:
+            table.name_srcs = np.zeros(n, np.uint8)
+            table.name_offs = a.name_offs
+        table._sized_idx = np.flatnonzero(sized)
+        table._sized_addrs = a.addrs[sized]
+        table._sized_ends = table._sized_addrs + a.sizes[sized]
+        table._zero_idx = np.flatnonzero(~sized)
+        table._zero_addrs = a.addrs[~sized]
+        table._zero_ends = a.zero_ends
+        return table
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolArrays:
+    """A ``SymbolTable`` as flat arrays: what a cache stores.
+
+    ``addrs`` (uint64, sorted unique ELF vaddrs), ``sizes`` (uint64), ``name_offs`` (uint64 offsets into
+    the concatenation of the ``strings`` tables, in order), ``zero_ends`` (uint64: where each zero-size
+    symbol, in address order, stops covering addresses).
+    """
+
+    addrs: np.ndarray
+    sizes: np.ndarray
+    name_offs: np.ndarray
+    zero_ends: np.ndarray
+    strings: tuple[StringSource, ...]
+
 
 def _sort_order(addrs: np.ndarray, rank: np.ndarray) -> np.ndarray:
     """Permutation sorting by address, then by rank (uint16, best alias first)."""

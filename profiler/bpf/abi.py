@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import struct
 from enum import IntEnum
 
 TASK_COMM_LEN = 16
@@ -43,6 +44,7 @@ class ProfileConfig(ctypes.Structure):
         ("kernel_stacks", ctypes.c_uint8),
         ("follow_forks", ctypes.c_uint8),
         ("pad", ctypes.c_uint8 * 3),
+        ("dwarf_stack_size", ctypes.c_uint32),
     ]
 
 
@@ -60,6 +62,14 @@ class Stat(IntEnum):
     KERNEL_OTHER_ERROR = 8
     IDLE_SKIPPED = 9
     NEW_PROC_DROPPED = 10
+    SAMPLES_DROPPED = 11
+    KTHREAD_SKIPPED = 12
 
 
 STAT_MAX = len(Stat)
+
+DWARF_STACK_MAX = 64 * 1024
+DWARF_FLAG_STACK_CUT = 1
+# struct dwarf_sample up to its stack bytes: tgid, tid, exec_gen, kernel_stack_id, period, ip, sp, bp,
+# stack_len, flags, comm
+DWARF_HEADER = struct.Struct("<IIIiQQQQII16s")

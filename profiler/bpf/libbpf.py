@@ -59,6 +59,8 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     ),
     "ring_buffer__new": (c_void_p, [c_int, RINGBUF_SAMPLE_FN, c_void_p, c_void_p]),
     "ring_buffer__poll": (c_int, [c_void_p, c_int]),
+    "ring_buffer__add": (c_int, [c_void_p, c_int, RINGBUF_SAMPLE_FN, c_void_p]),
+    "bpf_map__set_value_size": (c_int, [c_void_p, ctypes.c_uint32]),
     "ring_buffer__free": (None, [c_void_p]),
     "libbpf_num_possible_cpus": (c_int, []),
     "libbpf_set_print": (c_void_p, [PRINT_FN]),
@@ -88,6 +90,7 @@ class Libbpf:
         self._libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
         self._libc.vsnprintf.restype = c_int
         self.log_lines: list[str] = []
+        self._print_buf = ctypes.create_string_buffer(1 << 20)
         self._print_cb = PRINT_FN(self._on_print)  # kept alive for as long as libbpf may call it
         self.lib.libbpf_set_print(self._print_cb)
 
@@ -101,11 +104,11 @@ class Libbpf:
     def _on_print(self, level: int, fmt: bytes, args: int) -> int:
         if level == LIBBPF_DEBUG:
             return 0
-        buf = ctypes.create_string_buffer(4096)
-        # x86_64 and arm64 pass va_list to a callee as a pointer, so vsnprintf can take it as is.
-        self._libc.vsnprintf(buf, len(buf), fmt, args)
-        self.log_lines.append(buf.value.decode(errors="replace").rstrip())
-        del self.log_lines[:-200]
+        # x86_64 and arm64 pass va_list to a callee as a pointer, so vsnprintf can take it as is; it
+        # can be read once only, so the buffer is large enough for a verifier log's tail.
+        self._libc.vsnprintf(self._print_buf, len(self._print_buf), fmt, args)
+        self.log_lines.extend(self._print_buf.value.decode(errors="replace").rstrip().splitlines())
+        del self.log_lines[:-400]
         return 0
 
     def take_log(self) -> str:

@@ -45,6 +45,13 @@ class SamplerConfig:
     follow_forks: bool = True
     stack_storage_size: int = 16384
     counts_size: int = 40960
+    dwarf_stack_size: int = 0  # > 0: --call-graph dwarf, copying this many bytes of user stack
+    samples_ring_size: int = 16 << 20  # --call-graph dwarf: ring buffer bytes (a power of 2)
+
+    @property
+    def program(self) -> str:
+        """The perf_event program this configuration samples with."""
+        return "do_sample_dwarf" if self.dwarf_stack_size else "do_sample"
 
 
 def decode_counts(keys: bytes, values: bytes, n: int) -> list[CountRecord]:
@@ -89,7 +96,7 @@ class Sampler:
         self.obj = 0
         self.links: list[int] = []
         self.ringbuf = 0
-        self._ringbuf_cb: object = None
+        self._ringbuf_cbs: list[object] = []  # kept alive while libbpf may call them
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -113,14 +120,19 @@ class Sampler:
         self.obj = b.check_ptr(
             b.lib.bpf_object__open_file(str(self.obj_path).encode(), None), "open BPF object"
         )
-        b.check_int(
-            b.lib.bpf_map__set_max_entries(self._map("stacks"), self.config.stack_storage_size), "size stacks"
-        )
-        b.check_int(
-            b.lib.bpf_map__set_max_entries(self._map("counts"), self.config.counts_size), "size counts"
-        )
+        c = self.config
+        self._size_map("stacks", c.stack_storage_size)
+        self._size_map("counts", c.counts_size)
+        other = "do_sample" if c.dwarf_stack_size else "do_sample_dwarf"
+        b.check_int(b.lib.bpf_program__set_autoload(self._prog(other), False), f"skip {other}")
+        if c.dwarf_stack_size:  # else the scratch and the ring stay at their one-entry minimum
+            self._size_map("scratch", b.lib.libbpf_num_possible_cpus())
+            self._size_map("samples", c.samples_ring_size)
         self._set_rodata()
         b.check_int(b.lib.bpf_object__load(self.obj), "load BPF programs")
+
+    def _size_map(self, name: str, entries: int) -> None:
+        self.bpf.check_int(self.bpf.lib.bpf_map__set_max_entries(self._map(name), entries), f"size {name}")
 
     def _set_rodata(self) -> None:
         size = ctypes.c_size_t()
@@ -140,6 +152,7 @@ class Sampler:
         cfg.user_stacks = int(c.user_stacks)
         cfg.kernel_stacks = int(c.kernel_stacks)
         cfg.follow_forks = int(c.follow_forks and bool(c.target_tgids))
+        cfg.dwarf_stack_size = c.dwarf_stack_size
 
     def close(self) -> None:
         """Destroy links (closing their perf fds), the ring buffer, then the object. Idempotent."""
@@ -185,7 +198,7 @@ class Sampler:
 
     def attach_perf_events(self, fds: list[int]) -> None:
         """Attach the sampler to each perf fd; a link takes ownership of its fd (closed on destroy)."""
-        prog = self._prog("do_sample")
+        prog = self._prog(self.config.program)
         pending = list(fds)
         try:
             while pending:
@@ -212,18 +225,34 @@ class Sampler:
             notice = ProcNotice.from_buffer_copy(data)
             handler(notice.tgid, notice.exec_gen)
 
-        self._ringbuf_cb = make_ringbuf_callback(on_record)
-        self.ringbuf = self.bpf.check_ptr(
-            self.bpf.lib.ring_buffer__new(self._map_fd("new_procs"), self._ringbuf_cb, None, None),
-            "ring buffer",
-        )
+        self._add_ringbuf("new_procs", on_record)
 
-    def poll(self, timeout_ms: int) -> None:
+    def open_samples_feed(self, handler: Callable[[bytes], None]) -> None:
+        """--call-graph dwarf: call ``handler(record)`` from poll() with each `struct dwarf_sample`
+        (header and the stack bytes copied)."""
+        self._add_ringbuf("samples", handler)
+
+    def _add_ringbuf(self, map_name: str, handler: Callable[[bytes], None]) -> None:
+        cb = make_ringbuf_callback(handler)
+        self._ringbuf_cbs.append(cb)
+        fd = self._map_fd(map_name)
         if not self.ringbuf:
-            return
+            self.ringbuf = self.bpf.check_ptr(
+                self.bpf.lib.ring_buffer__new(fd, cb, None, None), "ring buffer"
+            )
+        else:
+            self.bpf.check_int(
+                self.bpf.lib.ring_buffer__add(self.ringbuf, fd, cb, None), f"ring buffer {map_name}"
+            )
+
+    def poll(self, timeout_ms: int) -> int:
+        """Hand ring-buffer records to their handlers; waits up to ``timeout_ms``. Returns how many."""
+        if not self.ringbuf:
+            return 0
         ret = self.bpf.lib.ring_buffer__poll(self.ringbuf, timeout_ms)
-        if ret < 0 and ret != -errno.EINTR:
-            self.bpf.check_int(ret, "poll ring buffer")
+        if ret == -errno.EINTR:
+            return 0
+        return self.bpf.check_int(ret, "poll ring buffer")
 
     # -- drain -----------------------------------------------------------------------------------
 

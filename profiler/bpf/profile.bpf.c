@@ -47,6 +47,21 @@ struct {
 	__uint(max_entries, 64 * 1024);
 } new_procs SEC(".maps");
 
+/* --call-graph dwarf: one record's worth of scratch per CPU (the BPF stack is 512 bytes), indexed by
+ * CPU; resized before load (1 entry when unused) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dwarf_sample);
+} scratch SEC(".maps");
+
+/* --call-graph dwarf: samples to unwind in user space; resized before load (one page when unused) */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} samples SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STAT_MAX);
@@ -88,13 +103,10 @@ static __always_inline __u32 track(__u32 tgid)
 	return gen;
 }
 
-SEC("perf_event")
-int do_sample(struct bpf_perf_event_data *ctx)
+/* Whether a sample of this task is profiled: the idle task only with -I, only target processes
+ * when there are targets. Counts what it drops and what it admits. */
+static __always_inline int admit(__u32 tgid, __u32 tid)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	__u32 tid = (__u32)id;
-
 	if (tid == 0 && !cfg.include_idle) {
 		stat_inc(STAT_IDLE_SKIPPED);
 		return 0;
@@ -102,6 +114,18 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	if (cfg.filter_tgids && !bpf_map_lookup_elem(&targets, &tgid))
 		return 0;
 	stat_inc(STAT_SEEN);
+	return 1;
+}
+
+SEC("perf_event")
+int do_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 tid = (__u32)id;
+
+	if (!admit(tgid, tid))
+		return 0;
 
 	struct task_struct *task = bpf_get_current_task_btf();
 	int kthread = tid == 0 || (task->flags & PF_KTHREAD);
@@ -155,6 +179,88 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	}
 	__sync_fetch_and_add(&val->samples, 1);
 	__sync_fetch_and_add(&val->period, ctx->sample_period);
+	stat_inc(STAT_KEPT);
+	return 0;
+}
+
+/* --call-graph dwarf: registers and the user stack, copied page by page from sp (one large read fails
+ * when the top of the stack is near sp), sent to user space to unwind with the binaries' CFI. */
+SEC("perf_event")
+int do_sample_dwarf(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 tid = (__u32)id;
+
+	if (!admit(tgid, tid))
+		return 0;
+
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (tid == 0 || (task->flags & PF_KTHREAD)) {
+		stat_inc(STAT_KTHREAD_SKIPPED); /* no user stack to unwind */
+		return 0;
+	}
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct dwarf_sample *s = bpf_map_lookup_elem(&scratch, &cpu);
+	if (!s)
+		return 0;
+	s->tgid = tgid;
+	s->tid = tid;
+	s->exec_gen = track(tgid);
+	s->period = ctx->sample_period;
+	s->flags = 0;
+	bpf_get_current_comm(&s->comm, sizeof(s->comm));
+
+	struct pt_regs *uregs = (struct pt_regs *)bpf_task_pt_regs(task);
+	s->ip = uregs->ip;
+	s->sp = uregs->sp;
+	s->bp = uregs->bp;
+
+	int in_kernel = (PT_REGS_IP(&ctx->regs) >> 63) != 0;
+	s->kernel_stack_id = STACK_SKIPPED;
+	if (cfg.kernel_stacks && in_kernel) {
+		s->kernel_stack_id = bpf_get_stackid(ctx, &stacks, 0);
+		if (s->kernel_stack_id == -EEXIST)
+			stat_inc(STAT_KERNEL_COLLISION);
+		else if (s->kernel_stack_id == -EFAULT)
+			stat_inc(STAT_KERNEL_MISSING);
+		else if (s->kernel_stack_id < 0)
+			stat_inc(STAT_KERNEL_OTHER_ERROR);
+	}
+
+	__u32 limit = cfg.dwarf_stack_size;
+	if (limit > DWARF_STACK_MAX)
+		limit = DWARF_STACK_MAX;
+	__u32 copied = 0;
+	for (int i = 0; i <= DWARF_STACK_MAX / PAGE_SIZE_BYTES; i++) {
+		if (copied >= limit || copied > DWARF_STACK_MAX - PAGE_SIZE_BYTES)
+			break;
+		__u64 addr = s->sp + copied;
+		__u64 n = PAGE_SIZE_BYTES - (addr & (PAGE_SIZE_BYTES - 1)); /* to the end of this page */
+		if (n > limit - copied)
+			n = limit - copied;
+		/* bounds the verifier can see (the compiler would otherwise fold them away) */
+		__u64 off = copied;
+		barrier_var(off);
+		off &= DWARF_STACK_MAX - 1;
+		barrier_var(n);
+		if (n == 0 || n > PAGE_SIZE_BYTES)
+			break;
+		if (bpf_probe_read_user(&s->stack[off], n, (void *)addr) != 0)
+			break; /* the end of the stack mapping */
+		copied += n;
+	}
+	if (copied >= limit)
+		s->flags |= DWARF_FLAG_STACK_CUT;
+	s->stack_len = copied;
+
+	__u64 size = __builtin_offsetof(struct dwarf_sample, stack) + (copied & (DWARF_STACK_MAX - 1));
+	if (copied == DWARF_STACK_MAX)
+		size = __builtin_offsetof(struct dwarf_sample, stack) + DWARF_STACK_MAX;
+	if (bpf_ringbuf_output(&samples, s, size, 0) != 0) {
+		stat_inc(STAT_SAMPLES_DROPPED);
+		return 0;
+	}
 	stat_inc(STAT_KEPT);
 	return 0;
 }

@@ -21,6 +21,31 @@ struct stack_value {
 	__u64 period;  /* sum of their sample periods (ns for cpu-clock, events for PMCs) */
 };
 
+/* --call-graph dwarf: user stack bytes copied per sample, at most (perf allows 65528) */
+#define DWARF_STACK_MAX (64 * 1024)
+#define PAGE_SIZE_BYTES 4096
+
+/* A record of the `samples` ring buffer (--call-graph dwarf): registers and a copy of the user stack,
+ * unwound in user space. Only the first `stack_len` bytes of `stack` are sent. */
+struct dwarf_sample {
+	__u32 tgid;
+	__u32 tid;
+	__u32 exec_gen;
+	__s32 kernel_stack_id; /* as in stack_key */
+	__u64 period;
+	__u64 ip;  /* user registers, also when the sample interrupted the kernel */
+	__u64 sp;
+	__u64 bp;
+	__u32 stack_len; /* bytes copied from sp upwards */
+	__u32 flags;     /* DWARF_FLAG_* */
+	char comm[TASK_COMM_LEN];
+	/* a page of slack past DWARF_STACK_MAX: lets the verifier prove a masked offset plus one page read
+	 * stays inside; never sent */
+	__u8 stack[DWARF_STACK_MAX + PAGE_SIZE_BYTES];
+};
+
+#define DWARF_FLAG_STACK_CUT 1 /* the copy stopped at the size limit, not at the end of the stack */
+
 /* A stack id that was not asked for (-U / -K), so it is neither missing nor lost. */
 #define STACK_SKIPPED (-1000)
 
@@ -36,6 +61,8 @@ enum stat_index {
 	STAT_KERNEL_OTHER_ERROR,  /* any other bpf_get_stackid error (kernel) */
 	STAT_IDLE_SKIPPED,        /* samples of the idle task, dropped (no -I) */
 	STAT_NEW_PROC_DROPPED,    /* new-process notices lost: ring buffer full */
+	STAT_SAMPLES_DROPPED,     /* --call-graph dwarf samples lost: ring buffer full (consumer behind) */
+	STAT_KTHREAD_SKIPPED,     /* --call-graph dwarf: kernel-thread samples, not sent */
 	STAT_MAX
 };
 
@@ -62,6 +89,7 @@ struct profile_config {
 	__u8 kernel_stacks;  /* collect kernel stacks */
 	__u8 follow_forks;   /* add children of targets to `targets` */
 	__u8 pad[3];
+	__u32 dwarf_stack_size; /* --call-graph dwarf: bytes of user stack to copy (<= DWARF_STACK_MAX) */
 };
 
 #endif

@@ -3,6 +3,7 @@ processes. Real BPF, real processes."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -95,3 +96,13 @@ def test_short_lived_commands_back_to_back(cpu_split: Path, tmp_path: Path) -> N
     assert total > 1000, r.stderr  # ~2 s at 999 Hz
     named = sum(c for s, c in ours.items() if any(f in s for f in ("func_a", "func_b", "func_c", "main")))
     assert named / total > 0.97, sorted(ours.items(), key=lambda kv: -kv[1])[:5]
+
+
+def test_lines_give_py_spy_style_frames(cpu_split: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lines.folded"
+    r = bpfprof("record", "--lines", "-F", "499", "-o", str(out), "--", str(cpu_split), "split", "1")
+    assert r.returncode == 0, r.stderr
+    stacks = {s: c for s, c in folded(out).items() if s[0] == cpu_split.name[:15]}
+    frames = {f for s in stacks for f in s}
+    assert any(re.fullmatch(r"func_a \(cpu_split\.c:\d+\)", f) for f in frames), sorted(frames)[:20]
+    assert any(re.fullmatch(r"main \(cpu_split\.c:\d+\)", f) for f in frames)

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Unit tests neither read nor write the user's symbol cache, nor ask the user's debuginfod servers."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        for name in ("DEBUGINFOD_URLS", "DEBUGINFOD_CACHE_PATH"):
+            mp.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,10 @@ int main(void) {
     F(profile_config, filter_tgids) F(profile_config, include_idle) F(profile_config, user_stacks)
     F(profile_config, kernel_stacks) F(profile_config, follow_forks)
     F(proc_notice, tgid) F(proc_notice, kind) F(proc_notice, exec_gen)
+    F(profile_config, dwarf_stack_size)
+    printf("dwarf_header %zu\n", offsetof(struct dwarf_sample, stack));
+    printf("const DWARF_STACK_MAX %d\nconst DWARF_FLAG_STACK_CUT %d\n",
+           DWARF_STACK_MAX, DWARF_FLAG_STACK_CUT);
     printf("const STACK_SKIPPED %d\nconst STAT_MAX %d\nconst MAX_STACK_DEPTH %d\n",
            STACK_SKIPPED, STAT_MAX, MAX_STACK_DEPTH);
     printf("const NOTICE_EXEC %d\nconst NOTICE_FIRST %d\nsizeof proc_notice %zu\n",
@@ -70,6 +74,12 @@ def test_constants_match_header(c_layout: str) -> None:
     assert int(consts["MAX_STACK_DEPTH"]) == abi.MAX_STACK_DEPTH
     assert int(consts["NOTICE_EXEC"]) == abi.NOTICE_EXEC
     assert int(consts["NOTICE_FIRST"]) == abi.NOTICE_FIRST
+    assert int(consts["DWARF_STACK_MAX"]) == abi.DWARF_STACK_MAX
+    assert int(consts["DWARF_FLAG_STACK_CUT"]) == abi.DWARF_FLAG_STACK_CUT
+
+
+def test_dwarf_sample_header_matches_header(c_layout: str) -> None:
+    assert int(re.search(r"dwarf_header (\d+)", c_layout).group(1)) == abi.DWARF_HEADER.size
 
 
 def test_stat_enum_order_matches_header() -> None:

@@ -171,3 +171,15 @@ def test_kernel_frame_named_like_a_number_stays_a_frame():
     profile.add(Sample(1, 1, "app", (user("main"), kernel("irq 42"))), 9, 90)
     assert folded(profile, FoldedOptions(annotate_kernel=True)) == "app;main;irq_42_[k] 9\n"
     assert parse_folded(io.StringIO(folded(profile))) == {("app", "main", "irq_42"): 9}
+
+
+def test_lines_option_renders_py_spy_frames() -> None:
+    from exporters.folded import FoldedOptions, fold_sample
+    from exporters.model import Sample
+    from unwind.frame import Frame, FrameKind
+
+    inlined = Frame("step", "/bin/app", FrameKind.USER, file="src/step.h", line=7, inlined=True)
+    outer = Frame("run", "/bin/app", FrameKind.USER, file="/src/run.c", line=42)
+    sample = Sample(1, 1, "app", (outer, inlined))
+    assert fold_sample(sample, FoldedOptions(lines=True))[0] == ("app", "run (run.c:42)", "step (step.h:7)")
+    assert fold_sample(sample, FoldedOptions())[0] == ("app", "run", "step")

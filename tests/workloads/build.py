@@ -21,6 +21,17 @@ FP_FLAGS = [
 ]
 
 
+# No frame pointers, as distributions build: only DWARF CFI can unwind it.
+NOFP_FLAGS = [
+    "-O2",
+    "-g",
+    "-fomit-frame-pointer",
+    "-fno-inline",
+    "-fno-optimize-sibling-calls",
+    "-pthread",
+]
+
+
 def build(name: str, flags: list[str] | None = None, suffix: str = "", src: Path | None = None) -> Path:
     """Compile tests/workloads/NAME.c (or ``src``); returns the binary's path."""
     src = src or HERE / f"{name}.c"

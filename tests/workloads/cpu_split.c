@@ -5,7 +5,7 @@
  *                   main -> func_c (20%); the split is by identical loop iterations, not by clock
  *        syscalls : main -> do_syscalls -> getppid() in a loop (kernel frames)
  *        forker   : forks a child that runs `split`; the parent runs `split` too, then waits
- *        deep     : recursion 40 deep, then func_a
+ *        deep     : recursion DEPTH deep (argv[3], default 40), then func_a
  *        rounds   : `split` for a fixed number of rounds (SECONDS is the count), for benchmarks
  *        threads  : sleeps 0.5 s, then starts two threads named late_worker that run `split`
  *        exec     : `split` for SECONDS, then execs argv[3] with argv[3...] (a different image)
@@ -74,20 +74,22 @@ NOINLINE void do_syscalls(double seconds)
 
 NOINLINE int recurse(int depth)
 {
+	volatile char pad[32]; /* a frame of a known size, so DEPTH frames overflow a small stack copy */
+	pad[0] = (char)depth;
 	if (depth == 0) {
 		path_a();
-		return 0;
+		return pad[0];
 	}
 	int r = recurse(depth - 1);
 	sink++;
-	return r;
+	return r + pad[0];
 }
 
-NOINLINE void run_deep(double seconds)
+NOINLINE void run_deep(double seconds, int depth)
 {
 	double end = now() + seconds;
 	while (now() < end)
-		recurse(40);
+		recurse(depth);
 }
 
 static double thread_seconds;
@@ -104,7 +106,7 @@ int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "split";
 	double seconds = argc > 2 ? atof(argv[2]) : 2.0;
-	int code = argc > 3 && strcmp(mode, "exec") != 0 ? atoi(argv[3]) : 0;
+	int code = argc > 3 && strcmp(mode, "split") == 0 ? atoi(argv[3]) : 0;
 
 	if (strcmp(mode, "syscalls") == 0) {
 		do_syscalls(seconds);
@@ -135,7 +137,7 @@ int main(int argc, char **argv)
 			func_c();
 		}
 	} else if (strcmp(mode, "deep") == 0) {
-		run_deep(seconds);
+		run_deep(seconds, argc > 3 ? atoi(argv[3]) : 40);
 	} else {
 		run_split(seconds);
 	}

@@ -1,0 +1,306 @@
+"""An on-disk cache of parsed symbol tables, so a second run loads each binary's table in about 1 ms.
+
+Tables live in ``{root}/symbols-v{FORMAT}/`` (``root``: ``$XDG_CACHE_HOME/bpfprof``, default
+``~/.cache/bpfprof``), one file per binary (and debug source), named by build-id when there is one,
+else by (path, device, inode, size, mtime). Each file is raw little-endian arrays behind a header and
+is mapped, not read: loading is a header check, a CRC-32 of the arrays, and numpy views. A missing,
+old-format, truncated or corrupt file is a miss (the table is parsed again and the file replaced);
+writes go to a temporary file renamed into place; a cache that cannot be written only costs speed
+(one warning, then it stops trying).
+
+Kernel symbols (kallsyms) change at boot and when modules load, so their entry is keyed by
+``/proc/sys/kernel/random/boot_id`` and a hash of ``/proc/modules``; BPF programs and ftrace/kprobe
+trampolines come and go without either changing, which the caller handles (see ``VOLATILE_MODULES``).
+
+File format ``FORMAT`` 1 (all little-endian; every array 8-byte aligned)::
+
+    header   magic "BPFPSYM\\0" | u32 format | u32 crc32(header[16:] + arrays) | u64 kind | u64 n
+             | u64 m | u64 blob_len                                                       (48 bytes)
+    symbols  (kind 1)  u64 addrs[n] | u64 sizes[n] | u64 name_offs[n] | u64 zero_ends[m] | blob
+    kernel   (kind 2)  u64 addrs[n] | i64 name_starts[n] | i64 name_ends[n] | i64 mod_starts[n]
+                       | i64 mod_ends[n] | blob                       (m = 0; start -1 = no name)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import mmap
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from unwind.kallsyms import KernelSymbols, LazyNames, load_kallsyms
+from unwind.symtab import StringSource, SymbolArrays, SymbolTable
+
+FORMAT = 1
+MAGIC = b"BPFPSYM\0"
+_HEADER = struct.Struct("<8sIIQQQQ")
+_KIND_SYMBOLS = 1
+_KIND_KERNEL = 2
+# Kernel "modules" whose symbols appear and vanish without a module load: BPF programs, trampolines.
+VOLATILE_MODULES = frozenset(("bpf", "__builtin__ftrace", "__builtin__kprobes"))
+_log = logging.getLogger(__name__)
+_warned: set[str] = set()  # cache directories already warned about in this process
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> str:
+    """``$XDG_CACHE_HOME/bpfprof``, or ``~/.cache/bpfprof`` when XDG_CACHE_HOME is unset or relative."""
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_CACHE_HOME", "")
+    base = xdg if os.path.isabs(xdg) else os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "bpfprof")
+
+
+def table_key(build_id: bytes | None, identity: str | None, sources: Sequence[str]) -> str | None:
+    """The cache key of a binary's table: by ``build_id``, else by file ``identity``, else None.
+
+    ``sources`` name what was merged into the table (e.g. ``("self",)``, ``("debug", identity)``).
+    """
+    if build_id:
+        prefix = build_id.hex()[:40]
+    elif identity:
+        prefix = "f"
+    else:
+        return None
+    text = "\0".join((str(FORMAT), build_id.hex() if build_id else identity or "", *sources))
+    return f"{prefix}-{hashlib.sha256(text.encode(errors='surrogateescape')).hexdigest()[:32]}"
+
+
+class SymbolCache:
+    """Symbol tables (and kallsyms) stored under ``root``; see the module docstring.
+
+    ``error`` holds the first failure to write, after which nothing more is written (logged as a warning
+    once per process and directory). Reading never fails: a bad entry is a miss.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.dir = os.path.join(root, f"symbols-v{FORMAT}")
+        self.error: str | None = None
+
+    @classmethod
+    def default(cls, environ: Mapping[str, str] | None = None) -> SymbolCache:
+        return cls(default_cache_dir(environ))
+
+    # -- symbol tables ------------------------------------------------------------------------
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.dir, key + ".sym")
+
+    def has(self, key: str) -> bool:
+        """True when an entry named ``key`` exists (not checked: ``load`` may still miss)."""
+        return os.path.exists(self.path(key))
+
+    def load(self, key: str) -> SymbolTable | None:
+        """The table stored under ``key``, or None (missing, old format, truncated, corrupt)."""
+        found = self._map(key + ".sym", _KIND_SYMBOLS)
+        if found is None:
+            return None
+        mm, n, m, arrays_at, blob_at, blob_len = found
+        addrs, sizes, name_offs = (
+            np.frombuffer(mm, "<u8", n, arrays_at + i * 8 * n).astype(np.uint64, copy=False) for i in range(3)
+        )
+        zero_ends = np.frombuffer(mm, "<u8", m, arrays_at + 24 * n).astype(np.uint64, copy=False)
+        strings = (StringSource(mm, blob_at, blob_at + blob_len),)
+        try:
+            return SymbolTable.from_arrays(SymbolArrays(addrs, sizes, name_offs, zero_ends, strings))
+        except ValueError:
+            return None
+
+    def store(self, key: str, table: SymbolTable) -> None:
+        """Save ``table`` under ``key`` (atomically); a failure is remembered in ``error``, never raised."""
+        a = table.to_arrays()
+        arrays = [_u64(a.addrs), _u64(a.sizes), _u64(a.name_offs), _u64(a.zero_ends)]
+        blob = [memoryview(s.buf)[s.start : s.end] for s in a.strings]
+        self._write(key + ".sym", _KIND_SYMBOLS, len(a.addrs), len(a.zero_ends), arrays, blob)
+
+    # -- kallsyms -----------------------------------------------------------------------------
+
+    def kernel_key(self, proc: str = "/proc") -> str | None:
+        """The key of this boot's kallsyms: boot_id plus a hash of /proc/modules; None without boot_id."""
+        try:
+            with open(os.path.join(proc, "sys", "kernel", "random", "boot_id"), "rb") as f:
+                boot_id = f.read().strip()
+        except OSError:
+            return None
+        if not boot_id:
+            return None
+        h = hashlib.sha256(str(FORMAT).encode() + b"\0" + os.path.abspath(proc).encode() + b"\0" + boot_id)
+        try:
+            with open(os.path.join(proc, "modules"), "rb") as f:
+                h.update(b"\0" + f.read())
+        except FileNotFoundError:  # a kernel without loadable modules
+            pass
+        except OSError:
+            return None
+        return "kallsyms-" + h.hexdigest()[:32]
+
+    def load_kernel(self, key: str) -> KernelSymbols | None:
+        """The kernel symbols stored under ``key`` (from ``kernel_key``), or None."""
+        found = self._map(key + ".ksym", _KIND_KERNEL)
+        if found is None:
+            return None
+        mm, n, _m, arrays_at, blob_at, blob_len = found
+        addrs = np.frombuffer(mm, "<u8", n, arrays_at).astype(np.uint64, copy=False)
+        cols = [np.frombuffer(mm, "<i8", n, arrays_at + (1 + i) * 8 * n) for i in range(4)]
+        if n > 1 and not bool(np.all(addrs[1:] > addrs[:-1])):
+            return None
+        for starts, ends in ((cols[0], cols[1]), (cols[2], cols[3])):
+            named = starts >= 0
+            if np.any(named & ((ends < starts) | (ends > blob_len))):
+                return None
+        # LazyNames slices its blob and decodes the slice: an mmap slice is bytes, so offsets are shifted
+        # to the blob's place in the file rather than copying the blob out.
+        shifted = [np.where(c >= 0, c + blob_at, -1) for c in cols]
+        names = LazyNames(mm, shifted[0], shifted[1])  # type: ignore[arg-type]
+        return KernelSymbols(addrs, names, LazyNames(mm, shifted[2], shifted[3]))  # type: ignore[arg-type]
+
+    def store_kernel(self, key: str, ksyms: KernelSymbols) -> None:
+        """Save unrestricted kernel symbols under ``key``, replacing older kallsyms entries."""
+        if ksyms.restricted or len(ksyms) == 0:
+            return
+        columns = _lazy_columns(ksyms) or _encoded_columns(ksyms)
+        blob, cols = columns
+        if self._write(key + ".ksym", _KIND_KERNEL, len(ksyms), 0, [_u64(ksyms.addrs), *cols], [blob]):
+            self._remove_others("kallsyms-", key + ".ksym")
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _map(self, name: str, kind: int) -> tuple[mmap.mmap, int, int, int, int, int] | None:
+        """The mapped entry ``name`` and its (n, m, arrays offset, blob offset, blob length), if valid."""
+        try:
+            fd = os.open(os.path.join(self.dir, name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # empty or unmappable
+            return None
+        finally:
+            os.close(fd)
+        if len(mm) < _HEADER.size:
+            return None
+        magic, fmt, crc, got_kind, n, m, blob_len = _HEADER.unpack_from(mm, 0)
+        columns = 3 if kind == _KIND_SYMBOLS else 5
+        arrays_len = 8 * (columns * n + m)
+        if (magic, fmt, got_kind) != (MAGIC, FORMAT, kind) or len(mm) != _HEADER.size + arrays_len + blob_len:
+            return None
+        header_tail = 16  # the CRC covers what follows it
+        if zlib.crc32(memoryview(mm)[header_tail : _HEADER.size + arrays_len]) != crc:
+            return None
+        return mm, n, m, _HEADER.size, _HEADER.size + arrays_len, blob_len
+
+    def _write(
+        self, name: str, kind: int, n: int, m: int, arrays: Sequence[np.ndarray], blob: Iterable[object]
+    ) -> bool:
+        """Write one entry atomically (temporary file, then rename); False (and ``error`` set) on failure."""
+        if self.error is not None:
+            return False
+        blob_parts = [memoryview(b).cast("B") for b in blob]  # type: ignore[arg-type]
+        blob_len = sum(len(b) for b in blob_parts)
+        tail = struct.pack("<QQQQ", kind, n, m, blob_len)
+        crc = zlib.crc32(tail)
+        for a in arrays:
+            crc = zlib.crc32(a.data, crc)
+        header = _HEADER.pack(MAGIC, FORMAT, crc, kind, n, m, blob_len)
+        tmp = None
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.dir)
+            with os.fdopen(fd, "wb") as f:
+                f.write(header)
+                for a in arrays:
+                    f.write(a.data)
+                for b in blob_parts:
+                    f.write(b)
+            os.replace(tmp, os.path.join(self.dir, name))
+            tmp = None
+            return True
+        except OSError as e:
+            self.error = (
+                f"cannot write the symbol cache in {self.dir} ({e.strerror or e}); symbols are not cached"
+            )
+            if self.dir not in _warned:
+                _warned.add(self.dir)
+                _log.warning("bpfprof: %s", self.error)
+            return False
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    def _remove_others(self, prefix: str, keep: str) -> None:
+        with contextlib.suppress(OSError), os.scandir(self.dir) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and entry.name != keep:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+
+
+def _u64(a: np.ndarray) -> np.ndarray:
+    """``a`` as a contiguous little-endian 8-byte array (no copy when it already is one)."""
+    kind = "<i8" if a.dtype.kind == "i" else "<u8"
+    return np.ascontiguousarray(a, dtype=kind)
+
+
+def load_kernel_symbols(
+    proc: str = "/proc", cache: SymbolCache | None = None, *, live: bool = False
+) -> tuple[KernelSymbols, bool]:
+    """Kernel symbols of this boot and whether they came from ``cache``.
+
+    From the cache when this boot's entry is there (and not ``live``), else parsed from
+    ``{proc}/kallsyms`` and stored. OSError when kallsyms cannot be read. Cached symbols can miss BPF
+    programs and trampolines loaded since: check lookups with ``stale_kernel_results``.
+    """
+    key = cache.kernel_key(proc) if cache is not None else None
+    if cache is not None and key is not None and not live:
+        ksyms = cache.load_kernel(key)
+        if ksyms is not None:
+            return ksyms, True
+    ksyms = load_kallsyms(os.path.join(proc, "kallsyms"))
+    if cache is not None and key is not None:
+        cache.store_kernel(key, ksyms)
+    return ksyms, False
+
+
+def stale_kernel_results(results: Iterable[tuple[str | None, str | None]]) -> bool:
+    """True when lookups in cached kernel symbols need the live kallsyms: some address has no symbol,
+    or one of a BPF program or trampoline (those come and go without a reboot or a module load)."""
+    return any(name is None or module in VOLATILE_MODULES for name, module in results)
+
+
+def _lazy_columns(ksyms: KernelSymbols) -> tuple[bytes | bytearray, list[np.ndarray]] | None:
+    """The blob and (start, end) columns of names and modules, as they are when both are ``LazyNames``
+    over one text (what ``load_kallsyms`` returns): saved as is, nothing decoded. Else None."""
+    names, modules = ksyms.names, ksyms.modules
+    if not (isinstance(names, LazyNames) and isinstance(modules, LazyNames)):
+        return None
+    if names._blob is not modules._blob:
+        return None
+    cols = [names._starts, names._ends, modules._starts, modules._ends]
+    return names._blob, [np.asarray(c, np.int64) for c in cols]
+
+
+def _encoded_columns(ksyms: KernelSymbols) -> tuple[bytes | bytearray, list[np.ndarray]]:
+    """The blob and (start, end) columns of names and modules, encoding each string (any Sequence)."""
+    blob = bytearray()
+    cols = [np.full(len(ksyms), -1, np.int64) for _ in range(4)]
+    spans: dict[str, tuple[int, int]] = {}
+    for col, values in ((0, ksyms.names), (2, ksyms.modules)):
+        starts, ends = cols[col], cols[col + 1]
+        for i, text in enumerate(values):
+            if text is None:
+                continue
+            span = spans.get(text)
+            if span is None:
+                raw = text.encode(errors="surrogateescape")
+                span = spans[text] = (len(blob), len(blob) + len(raw))
+                blob += raw
+            starts[i], ends[i] = span
+    return blob, cols
