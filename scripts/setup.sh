@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 pkgs=(python3 python3-venv python3-pip python3-setuptools python3-numpy python3-psutil python3-pytest
       python3-hypothesis libbpf1 libbpf-dev clang llvm bpftool gcc libc6-dev util-linux)
 # --test: also what only the tests use: node (the flame graph's JavaScript; JIT perf maps), debuginfod
-# (a real server for the client), g++ (demangling), gdb (unwinder reference), libc6-dbg (libc lines)
-[ "${1:-}" = --test ] && pkgs+=(nodejs debuginfod g++ gdb libc6-dbg binutils)
+# (a real server for the client), g++ (demangling), gdb (unwinder reference), libc6-dbg (libc lines),
+# xz-utils (MiniDebugInfo fixtures)
+[ "${1:-}" = --test ] && pkgs+=(nodejs debuginfod g++ gdb libc6-dbg binutils xz-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

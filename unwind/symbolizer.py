@@ -102,6 +102,7 @@ class _Process:
     perf_map_fd: int | None = None  # /tmp/perf-NSPID.map in its root, opened at capture (JIT symbols)
     perf_map: PerfMap | None = None  # read at first need, through the fd
     perf_map_tried: float = 0.0  # time.monotonic() of the last attempt to open it
+    frames: dict[int, Frame] = field(default_factory=dict)  # by looked-up address (after ip - 1)
     captured: float = 0.0  # time.monotonic() of the capture
 
     def close(self) -> None:
@@ -330,17 +331,25 @@ class Symbolizer:
         if proc is None:
             return self._count([Frame(None, kind=FrameKind.USER, unknown=Reason.NO_PROCESS) for _ in ips])
         addrs = [ip if pos == 0 else ip - 1 for pos, ip in enumerate(ips)]
-        frames: list[Frame | None] = [None] * len(ips)
+        known = proc.frames
+        frames: list[Frame | None] = [known.get(a) for a in addrs]
+        todo = [pos for pos, f in enumerate(frames) if f is None]
+        if not todo:
+            return self._count(frames)  # type: ignore[arg-type]
         pending: dict[int, tuple[_Module, list[tuple[int, int, str]]]] = {}
-        missed = self._place(proc, range(len(addrs)), addrs, frames, pending)
+        missed = self._place(proc, todo, addrs, frames, pending)
         if missed and self._refresh(proc):
             missed = self._place(proc, missed, addrs, frames, pending)
+        for module, items in pending.values():
+            self._resolve(module, items, frames)
+        for pos in todo:
+            frame = frames[pos]
+            if frame is not None:  # a missed address is not remembered: a refresh may map it later
+                known[addrs[pos]] = frame
         for pos in missed:
             frames[pos] = self._jit_frame(proc, addrs[pos]) or Frame(
                 None, kind=FrameKind.USER, unknown=Reason.NO_MAPPING
             )
-        for module, items in pending.values():
-            self._resolve(module, items, frames)
         return self._count(frames)  # type: ignore[arg-type]  # every slot is filled above
 
     def _place(

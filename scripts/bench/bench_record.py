@@ -111,23 +111,43 @@ def under(cmd: list[str] | None, work: Path, rounds: int) -> float:
 
 
 def slowdown(work: Path, rounds: int, hz: int) -> dict[str, float]:
+    record = [*BPFPROF, "record", "-q", "-a", "-F", str(hz), "-o", str(TMP / "w.folded")]
     cmds: dict[str, list[str] | None] = {
         "baseline": None,
-        f"bpfprof -a -F {hz}": [*BPFPROF, "record", "-q", "-a", "-F", str(hz), "-o", str(TMP / "w.folded")],
+        f"bpfprof -a -F {hz}": record,
+        f"bpfprof -a -F {hz} --call-graph dwarf": [*record, "--call-graph", "dwarf"],
     }
     if PERF:
-        cmds[f"perf record -a -g -F {hz}"] = [
-            PERF,
-            "record",
-            "-q",
-            "-a",
-            "-g",
-            "-F",
-            str(hz),
-            "-o",
-            str(TMP / "w.data"),
-        ]
+        perf = [PERF, "record", "-q", "-a", "-F", str(hz), "-o", str(TMP / "w.data")]
+        cmds[f"perf record -a -g -F {hz}"] = [*perf, "-g"]
+        cmds[f"perf record -a --call-graph dwarf -F {hz}"] = [*perf, "--call-graph", "dwarf"]
     return {name: under(cmd, work, rounds) for name, cmd in cmds.items()}
+
+
+def bpf_cost(work: Path) -> dict[str, float]:
+    """Mean ns per run of each sampler program (kernel.bpf_stats_enabled), under a busy workload."""
+    out = {}
+    for mode, prog in (("fp", "do_sample"), ("dwarf", "do_sample_dwarf")):
+        Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
+        prof = subprocess.Popen(
+            [*BPFPROF, "record", "-q", "-a", "-F", "999", "--call-graph", mode, "-o", str(TMP / "c.folded")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(1.0)
+            workload_time(work, 1500)
+            show = subprocess.run(
+                ["bpftool", "prog", "show", "name", prog], capture_output=True, text=True
+            ).stdout
+            ns = int(show.split("run_time_ns ")[1].split()[0])
+            runs = int(show.split("run_cnt ")[1].split()[0])
+            out[f"{mode} ({prog})"] = ns / max(runs, 1)
+        finally:
+            prof.send_signal(signal.SIGINT)
+            prof.wait()
+            Path("/proc/sys/kernel/bpf_stats_enabled").write_text("0")
+    return out
 
 
 def median_of(n: int, fn, *args):
@@ -191,6 +211,9 @@ def main() -> int:
     for hz in (99, 999):
         slow = median_of(args.runs, slowdown, work, args.rounds, hz)
         lines += [f"| {k} | {v:.3f} | {slow['baseline'] / v:.3f} |" for k, v in slow.items()]
+    cost = bpf_cost(work)
+    lines += ["", "## BPF cost per sample (kernel.bpf_stats_enabled, 999 Hz, busy workload)", ""]
+    lines += ["| program | ns per sample |", "|---|---|", *(f"| {k} | {v:.0f} |" for k, v in cost.items())]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

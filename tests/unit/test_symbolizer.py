@@ -129,6 +129,19 @@ def test_libc_function_of_this_process() -> None:
     assert frame.unknown is None
 
 
+def test_known_addresses_come_from_the_per_process_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    addr = fn_addr(ctypes.CDLL(None).getpid)
+    with Symbolizer() as sym:
+        (first,) = sym.symbolize_user(os.getpid(), [addr])
+
+        def no_placing(*args: object) -> None:
+            raise AssertionError("a known address was looked up again")
+
+        monkeypatch.setattr(sym, "_place", no_placing)
+        (again,) = sym.symbolize_user(os.getpid(), [addr])
+    assert again is first
+
+
 def test_shared_library_exported_and_local(fx: Path) -> None:
     lib = ctypes.CDLL(str(fx / "libfix.so"))
     lib.fixlib_local_addr.restype = ctypes.c_void_p
