@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -53,15 +55,31 @@ def test_bad_input_gets_one_sentence(args: list[str], message: str, tmp_path: Pa
     assert message in lines[0], lines[0]
 
 
-def run_with_privileges(setpriv_args: list[str], *args: str) -> subprocess.CompletedProcess[str]:
-    """bpfprof under setpriv(1) (util-linux, on every Debian system) with fewer privileges."""
+def run_with_privileges(
+    setpriv_args: list[str], *args: str, copy_to: Path
+) -> subprocess.CompletedProcess[str]:
+    """bpfprof under setpriv(1) (util-linux, on every Debian system) with fewer privileges.
+
+    The packages are copied to ``copy_to`` (made world-readable) and run by the base interpreter:
+    another user may not be able to enter the checkout (under /root, say) or the venv.
+    """
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is missing"
+    for package in ("profiler", "unwind", "exporters"):
+        shutil.copytree(ROOT / package, copy_to / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [copy_to, *copy_to.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    parent = copy_to
+    while parent != parent.parent:  # let others through the temporary directories above it
+        parent = parent.parent
+        if parent.stat().st_uid == 0 and str(parent).startswith(tempfile.gettempdir()):
+            parent.chmod(parent.stat().st_mode | 0o755)
     return subprocess.run(
-        [setpriv, *setpriv_args, sys.executable, "-m", "profiler", *args],
+        [setpriv, *setpriv_args, os.path.realpath(sys.executable), "-m", "profiler", *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=copy_to,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(copy_to)},
         timeout=60,
     )
 
@@ -76,8 +94,9 @@ def run_with_privileges(setpriv_args: list[str], *args: str) -> subprocess.Compl
     ],
     ids=["not-root", "root-without-capabilities"],
 )
-def test_missing_privileges_get_one_sentence(setpriv_args: list[str], message: str) -> None:
-    r = run_with_privileges(setpriv_args, "record", "-d", "1", "-o", "/tmp/bpfprof-privileges.folded")
+def test_missing_privileges_get_one_sentence(setpriv_args: list[str], message: str, tmp_path: Path) -> None:
+    out = "/tmp/bpfprof-privileges.folded"
+    r = run_with_privileges(setpriv_args, "record", "-d", "1", "-o", out, copy_to=tmp_path / "pkg")
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
     assert message in r.stderr, r.stderr

@@ -11,6 +11,7 @@ import pytest
 
 from exporters.folded import parse_folded
 from tests.integration.conftest import bpfprof
+from tests.workloads.build import FP_FLAGS, build
 
 pytestmark = pytest.mark.bpf
 
@@ -50,39 +51,40 @@ def test_jit_frames_named_from_perf_map(tmp_path: Path) -> None:
     assert jit_share(folded(out), "hotLoopForBpfprof") > 0.5, r.stderr
 
 
-def unshare_cmd(inner: str) -> list[str]:
-    """A shell in new mount and PID namespaces (a container without an image)."""
-    return ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "sh", "-c", inner]
+def container(root: Path, binary: Path, *args: str) -> list[str]:
+    """Run ``binary`` as /app in a container of its own: a new PID namespace and a root of its own
+    (``root``, holding only the static binary and /tmp), so neither its path nor its pid exist as
+    such on the host. (A chroot rather than a mount namespace: that also works where / is no mount
+    point, as in a chroot-built test machine.)"""
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    shutil.copy(binary, root / "app")
+    return ["unshare", "--pid", "--fork", "chroot", str(root), "/app", *args]
 
 
-def test_container_binary_at_a_path_the_host_lacks(cpu_split: Path, tmp_path: Path) -> None:
-    """The binary runs from a tmpfs mounted inside the namespace: the host path does not exist."""
-    inner = (
-        "mount -t tmpfs tmpfs /mnt && mkdir /mnt/ctr && "
-        f"cp {cpu_split} /mnt/ctr/app && exec /mnt/ctr/app split 2"
-    )
+def test_container_binary_at_a_path_the_host_lacks(tmp_path: Path) -> None:
+    app = build("cpu_split", [*FP_FLAGS, "-static"], suffix="-static")
     out = tmp_path / "ctr.folded"
-    r = bpfprof("record", "-F", "499", "-o", str(out), "--", *unshare_cmd(inner))
+    r = bpfprof("record", "-F", "499", "-o", str(out), "--", *container(tmp_path / "ctr", app, "split", "2"))
     assert r.returncode == 0, r.stderr
-    assert not Path("/mnt/ctr/app").exists()
-    app = {s: c for s, c in folded(out).items() if s[0] == "app"}
-    assert sum(app.values()) > 500, r.stderr
-    named = sum(c for s, c in app.items() if "func_a" in s or "func_b" in s or "func_c" in s)
-    assert named / sum(app.values()) > 0.95
+    assert not Path("/app").exists()
+    stacks = {s: c for s, c in folded(out).items() if s[0] == "app"}
+    assert sum(stacks.values()) > 500, r.stderr
+    named = sum(c for s, c in stacks.items() if "func_a" in s or "func_b" in s or "func_c" in s)
+    assert named / sum(stacks.values()) > 0.95
 
 
 def test_container_jit_map_with_namespace_pid(tmp_path: Path) -> None:
-    """node in its own PID namespace and /tmp writes /tmp/perf-<small pid>.map inside it."""
-    script = tmp_path / "hot.js"
-    script.write_text(HOT_JS)
-    inner = (  # the script moves out of /tmp before a private /tmp hides it
-        f"mount -t tmpfs tmpfs /mnt && cp {script} /mnt/hot.js && mount -t tmpfs tmpfs /tmp && "
-        f"exec {node()} --perf-basic-prof /mnt/hot.js"
-    )
-    out = tmp_path / "ctrnode.folded"
-    r = bpfprof("record", "-F", "499", "-o", str(out), "--", *unshare_cmd(inner), cwd=tmp_path)
+    """A JIT in its own PID namespace and root writes /tmp/perf-1.map there: found through
+    /proc/PID/root with its namespace pid."""
+    jit = build("tiny_jit", ["-O2", "-static"], suffix="-static")
+    root = tmp_path / "ctr"
+    out = tmp_path / "jit.folded"
+    r = bpfprof("record", "-F", "499", "-o", str(out), "--", *container(root, jit, "2"))
     assert r.returncode == 0, r.stderr
-    assert jit_share(folded(out), "hotLoopForBpfprof") > 0.5, r.stderr
+    assert (root / "tmp" / "perf-1.map").exists()  # pid 1 in its namespace
+    stacks = {s: c for s, c in folded(out).items() if s[0] == "app"}
+    named = sum(c for s, c in stacks.items() if "jitted_spin_for_bpfprof" in s)
+    assert named / sum(stacks.values()) > 0.8, r.stderr
 
 
 def test_short_lived_commands_back_to_back(cpu_split: Path, tmp_path: Path) -> None:
