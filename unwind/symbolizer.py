@@ -225,11 +225,23 @@ class Symbolizer:
         proc.maps = sorted(old + added, key=lambda m: m.start)
         proc.starts = [m.start for m in proc.maps]
 
-    def revisit(self, max_age: float = 30.0) -> None:
-        """While recording: look again for the JIT perf map of processes captured in the last ``max_age``
-        seconds that had none (a runtime writes it after start, and it may be gone with the process
-        before symbolization). At most once a second per process."""
+    def revisit(self, max_age: float = 30.0, young: float = 2.0, every: float = 0.2) -> None:
+        """While recording: look again at what a process maps after its capture, while it lives.
+
+        Processes captured in the last ``young`` seconds get their maps re-read every ``every``
+        seconds: a process first sampled while the dynamic loader still runs has not mapped its
+        libraries yet, and a short one is gone before symbolization. Processes captured in the last
+        ``max_age`` seconds without a JIT perf map are looked at again once a second (a runtime
+        writes it after start). Only the current image (the latest exec generation) of a pid.
+        """
         now = time.monotonic()
+        latest: dict[int, int] = {}
+        for pid, gen in self._procs:
+            latest[pid] = max(gen, latest.get(pid, gen))
+        for pid, gen in latest.items():
+            proc = self._procs[(pid, gen)]
+            if now - proc.captured <= young:
+                self._refresh(proc, every)
         for proc in self._procs.values():
             if (
                 proc.perf_map_fd is None
@@ -239,13 +251,13 @@ class Symbolizer:
                 proc.perf_map_tried = now
                 proc.perf_map_fd = open_perf_map(proc.pid, self._proc)
 
-    def _refresh(self, proc: _Process) -> bool:
+    def _refresh(self, proc: _Process, interval: float = REFRESH_INTERVAL) -> bool:
         """Re-read the maps of a live process to learn mappings made since capture (dlopen, late loads).
 
-        At most once per ``REFRESH_INTERVAL`` seconds per process; True when mappings were added.
+        At most once per ``interval`` seconds per process; True when mappings were added.
         """
         now = time.monotonic()
-        if now - proc.refreshed < REFRESH_INTERVAL:
+        if now - proc.refreshed < interval:
             return False
         proc.refreshed = now
         try:

@@ -60,10 +60,13 @@ def test_exec_symbolized_against_the_image_each_sample_ran(
     r = bpfprof("record", "-F", "499", "-o", str(out), "--", str(cpu_split), "exec", "1", str(demo), "1")
     assert r.returncode == 0, r.stderr
     stacks = read_folded(out)
-    before = sum(c for s, c in stacks.items() if s[0] == cpu_split.name[:15] and "func_a" in s)
-    after = sum(c for s, c in stacks.items() if s[0] == demo.name[:15] and "hash_text" in s)
-    assert before > 100, r.stderr
-    assert after > 100, r.stderr
+    total = sum(stacks.values())
+    # ~1 s in each image; shares, not counts, so a busy machine passes too
+    before = sum(c for s, c in stacks.items() if s[0] == cpu_split.name[:15] and "run_split" in s)
+    after = sum(c for s, c in stacks.items() if s[0] == demo.name[:15])
+    assert before > 0.3 * total, r.stderr
+    assert after > 0.3 * total, r.stderr
+    assert sum(c for s, c in stacks.items() if s[0] == demo.name[:15] and "hash_text" in s) > 0.05 * total
     unknown = sum(c for s, c in stacks.items() if any("[unknown]" in f or "+0x" in f for f in s[1:]))
     assert unknown < 0.02 * sum(stacks.values()), [s for s in stacks if "[unknown]" in " ".join(s)][:5]
 

@@ -429,6 +429,28 @@ def test_library_loaded_after_capture_is_found(fx: Path, tmp_path: Path) -> None
     assert frame.module == str(copy)
 
 
+def test_revisit_learns_late_mappings_while_the_process_lives(
+    fx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process first sampled while ld.so still maps its libraries: the recording loop's revisit
+    re-reads its maps, so they are known even when it is gone by symbolization time."""
+    import unwind.symbolizer as symbolizer_module
+
+    copy = tmp_path / "libfix_revisit.so"
+    shutil.copy(fx / "libfix.so", copy)
+    with Symbolizer() as sym:
+        assert sym.capture(os.getpid())
+        lib = ctypes.CDLL(str(copy))
+        sym.revisit()
+
+        def gone(*args: object) -> None:
+            raise OSError("the process has exited")
+
+        monkeypatch.setattr(symbolizer_module, "load_maps", gone)
+        (frame,) = sym.symbolize_user(os.getpid(), [fn_addr(lib.fixlib_exported)])
+    assert frame.name == "fixlib_exported"
+
+
 def test_closed_symbolizer_forgets_everything(fx: Path, spawn: type[Spawned]) -> None:
     child = spawn(fx / "prog")
     sym = Symbolizer()
