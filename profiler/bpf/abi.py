@@ -45,6 +45,7 @@ class ProfileConfig(ctypes.Structure):
         ("follow_forks", ctypes.c_uint8),
         ("pad", ctypes.c_uint8 * 3),
         ("dwarf_stack_size", ctypes.c_uint32),
+        ("samples_wakeup_bytes", ctypes.c_uint32),
     ]
 
 

@@ -60,6 +60,7 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "ring_buffer__new": (c_void_p, [c_int, RINGBUF_SAMPLE_FN, c_void_p, c_void_p]),
     "ring_buffer__poll": (c_int, [c_void_p, c_int]),
     "ring_buffer__add": (c_int, [c_void_p, c_int, RINGBUF_SAMPLE_FN, c_void_p]),
+    "ring_buffer__consume": (c_int, [c_void_p]),
     "bpf_map__set_value_size": (c_int, [c_void_p, ctypes.c_uint32]),
     "ring_buffer__free": (None, [c_void_p]),
     "libbpf_num_possible_cpus": (c_int, []),

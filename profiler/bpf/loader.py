@@ -153,6 +153,7 @@ class Sampler:
         cfg.kernel_stacks = int(c.kernel_stacks)
         cfg.follow_forks = int(c.follow_forks and bool(c.target_tgids))
         cfg.dwarf_stack_size = c.dwarf_stack_size
+        cfg.samples_wakeup_bytes = c.samples_ring_size // 4
 
     def close(self) -> None:
         """Destroy links (closing their perf fds), the ring buffer, then the object. Idempotent."""
@@ -252,7 +253,10 @@ class Sampler:
         ret = self.bpf.lib.ring_buffer__poll(self.ringbuf, timeout_ms)
         if ret == -errno.EINTR:
             return 0
-        return self.bpf.check_int(ret, "poll ring buffer")
+        got = self.bpf.check_int(ret, "poll ring buffer")
+        if self.config.dwarf_stack_size:  # samples come without wakeups: take what is queued
+            got += self.bpf.check_int(self.bpf.lib.ring_buffer__consume(self.ringbuf), "drain samples")
+        return got
 
     # -- drain -----------------------------------------------------------------------------------
 

@@ -257,7 +257,12 @@ int do_sample_dwarf(struct bpf_perf_event_data *ctx)
 	__u64 size = __builtin_offsetof(struct dwarf_sample, stack) + (copied & (DWARF_STACK_MAX - 1));
 	if (copied == DWARF_STACK_MAX)
 		size = __builtin_offsetof(struct dwarf_sample, stack) + DWARF_STACK_MAX;
-	if (bpf_ringbuf_output(&samples, s, size, 0) != 0) {
+	/* No wakeup per sample (thousands a second): user space drains the ring every poll interval,
+	 * and is woken early only when the ring is a quarter full. */
+	__u64 wake = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) > cfg.samples_wakeup_bytes
+			 ? BPF_RB_FORCE_WAKEUP
+			 : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&samples, s, size, wake) != 0) {
 		stat_inc(STAT_SAMPLES_DROPPED);
 		return 0;
 	}

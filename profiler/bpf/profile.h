@@ -90,6 +90,7 @@ struct profile_config {
 	__u8 follow_forks;   /* add children of targets to `targets` */
 	__u8 pad[3];
 	__u32 dwarf_stack_size; /* --call-graph dwarf: bytes of user stack to copy (<= DWARF_STACK_MAX) */
+	__u32 samples_wakeup_bytes; /* --call-graph dwarf: wake user space once this much is queued */
 };
 
 #endif

@@ -27,7 +27,7 @@ int main(void) {
     F(profile_config, filter_tgids) F(profile_config, include_idle) F(profile_config, user_stacks)
     F(profile_config, kernel_stacks) F(profile_config, follow_forks)
     F(proc_notice, tgid) F(proc_notice, kind) F(proc_notice, exec_gen)
-    F(profile_config, dwarf_stack_size)
+    F(profile_config, dwarf_stack_size) F(profile_config, samples_wakeup_bytes)
     printf("dwarf_header %zu\n", offsetof(struct dwarf_sample, stack));
     printf("const DWARF_STACK_MAX %d\nconst DWARF_FLAG_STACK_CUT %d\n",
            DWARF_STACK_MAX, DWARF_FLAG_STACK_CUT);
