@@ -29,36 +29,43 @@ class DwarfAggregator:
     """Unwinds `struct dwarf_sample` records (profile.h) online and counts the resulting stacks."""
 
     def __init__(self, symbolizer: Callable[[], Symbolizer], max_frames: int = 127) -> None:
+        from unwind.unwinder import Regs, UnwindStatus, unwind
+
         self._symbolizer = symbolizer
         self._max_frames = max_frames
+        self._unwind = unwind
+        self._regs = Regs
+        self._copy_ended = UnwindStatus.TRUNCATED
+        # how each way an unwind ends is counted: (user stack status, what the summary calls it)
+        self._outcomes: dict[UnwindStatus, tuple[StackStatus, str | None]] = {
+            UnwindStatus.COMPLETE: (StackStatus.OK, None),
+            UnwindStatus.NO_FDE: (StackStatus.OK, None),  # a clean stop at hand-written entry code
+            UnwindStatus.TRUNCATED: (StackStatus.TRUNCATED, END_TRUNCATED),
+            UnwindStatus.MAX_DEPTH: (StackStatus.TRUNCATED, END_TRUNCATED),
+            UnwindStatus.BAD_ADDRESS: (StackStatus.UNWIND_FAILED, END_BAD_ADDRESS),
+            UnwindStatus.NO_CFI_NO_FP: (StackStatus.UNWIND_FAILED, END_NO_UNWIND_INFO),
+            UnwindStatus.EXPRESSION: (StackStatus.UNWIND_FAILED, END_NO_UNWIND_INFO),
+        }
         self._resolvers: dict[tuple[int, int], Callable[[int], object]] = {}
-        # (pid, tid, comm, gen, user ips leaf first, user status, kernel stack id) -> [samples, period]
-        self.counts: dict[tuple[int, int, str, int, tuple[int, ...], StackStatus, int], list[int]] = {}
+        # (pid, tid, comm bytes, gen, user ips leaf first, user status, kernel stack id) -> [samples, period]
+        self.counts: dict[tuple[int, int, bytes, int, tuple[int, ...], StackStatus, int], list[int]] = {}
         self.ends: Counter[str] = Counter()
         self.samples = 0
         self.busy_s = 0.0  # time spent unwinding, for the summary
 
     def on_record(self, data: bytes) -> None:
         """One ring-buffer record: unwind it now, add it to the counts, drop the bytes."""
-        from unwind.unwinder import Regs, UnwindStatus, unwind
-
         t = time.perf_counter()
         tgid, tid, gen, kernel_id, period, ip, sp, bp, stack_len, flags, comm = DWARF_HEADER.unpack_from(data)
         stack = memoryview(data)[DWARF_HEADER.size : DWARF_HEADER.size + stack_len]
-        result = unwind(Regs(ip, sp, bp), stack, self._resolver(tgid, gen), max_frames=self._max_frames)
-        status = StackStatus.OK  # COMPLETE, or NO_FDE: a clean stop at hand-written entry code
-        if result.status in (UnwindStatus.TRUNCATED, UnwindStatus.MAX_DEPTH):
-            status = StackStatus.TRUNCATED
-            # a copy that ended at the top of the stack mapping yet left frames unread: a bad chain
-            cut = flags & DWARF_FLAG_STACK_CUT or result.status is UnwindStatus.MAX_DEPTH
-            self.ends[END_TRUNCATED if cut else END_BAD_ADDRESS] += 1
-        elif result.status is UnwindStatus.BAD_ADDRESS:
-            status = StackStatus.UNWIND_FAILED
-            self.ends[END_BAD_ADDRESS] += 1
-        elif result.status in (UnwindStatus.NO_CFI_NO_FP, UnwindStatus.EXPRESSION):
-            status = StackStatus.UNWIND_FAILED
-            self.ends[END_NO_UNWIND_INFO] += 1
-        key = (tgid, tid, comm.rstrip(b"\0").decode(errors="replace"), gen, result.ips, status, kernel_id)
+        result = self._unwind(self._regs(ip, sp, bp), stack, self._resolver(tgid, gen), self._max_frames)
+        status, end = self._outcomes[result.status]
+        if end is not None:
+            # the copy reached the top of the stack, yet frames were left: a bad chain, not a short copy
+            if result.status is self._copy_ended and not flags & DWARF_FLAG_STACK_CUT:
+                end = END_BAD_ADDRESS
+            self.ends[end] += 1
+        key = (tgid, tid, comm, gen, result.ips, status, kernel_id)  # comm decoded once, in add_to
         acc = self.counts.get(key)
         if acc is None:
             self.counts[key] = [1, period]
@@ -86,7 +93,8 @@ class DwarfAggregator:
             k_ips = kernel.get(kid, ()) if k_status is StackStatus.OK else ()
             if k_status is StackStatus.OK and not k_ips:
                 k_status, vanished = StackStatus.ERROR, vanished + 1
-            raw.add(RawStack(pid, tid, comm, ips, k_ips, status, k_status, gen), samples, period)
+            name = comm.rstrip(b"\0").decode(errors="replace")
+            raw.add(RawStack(pid, tid, name, ips, k_ips, status, k_status, gen), samples, period)
         raw.stats["stack_vanished"] = raw.stats.get("stack_vanished", 0) + vanished
         raw.stats["unwind_ms"] = round(self.busy_s * 1000)
         raw.stats["user_truncated"] = self.ends[END_TRUNCATED]
