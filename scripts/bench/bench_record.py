@@ -161,7 +161,7 @@ def median_of(n: int, fn, *args):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=600, help="workload rounds per CPU (~1 ms each)")
+    ap.add_argument("--rounds", type=int, default=2500, help="workload rounds per CPU (~2.5 ms each)")
     ap.add_argument("--out", help="also write the tables to this Markdown file")
     args = ap.parse_args()
     if os.geteuid() != 0:
