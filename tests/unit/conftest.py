@@ -32,3 +32,12 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(*args: str | Path) -> str:
     """A command's stdout; raises when it fails."""
     return subprocess.run([str(a) for a in args], check=True, capture_output=True, text=True).stdout
+
+
+def nm_addr(path: Path, name: str) -> int:
+    """The value of symbol ``name`` in ``path`` (``nm``)."""
+    for line in run("nm", path).splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == name:
+            return int(parts[0], 16)
+    raise AssertionError(f"{name} not in nm {path}")

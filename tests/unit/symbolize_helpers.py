@@ -17,15 +17,6 @@ BASE = 0x10000000  # where the fake process has its executable mapped (ELF vaddr
 _pids = itertools.count(5000)
 
 
-def nm_addr(path: Path, name: str) -> int:
-    """The value of symbol ``name`` in ``path`` (``nm``)."""
-    for line in run("nm", path).splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] == name:
-            return int(parts[0], 16)
-    raise AssertionError(f"{name} not in nm {path}")
-
-
 def fake_process(exe: Path, root: Path) -> tuple[str, int]:
     """A fake /proc under ``root`` holding one process that maps the text of ``exe`` at ``BASE``.
 

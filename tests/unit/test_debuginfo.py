@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.conftest import run
+from tests.unit.conftest import nm_addr, run
 from tests.unit.symbolize_helpers import (
     BASE,
     build_id_path,
@@ -26,7 +26,6 @@ from tests.unit.symbolize_helpers import (
     frames_of,
     minidebuginfo_binary,
     names_of,
-    nm_addr,
     place,
     renamed_debug,
     with_debuglink,

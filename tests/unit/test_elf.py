@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.conftest import run
+from tests.unit.conftest import nm_addr, run
 from unwind.elf import PT_LOAD, ElfError, ElfFile
 from unwind.maps import load_maps
 from unwind.symtab import SymbolTable
@@ -68,14 +68,6 @@ def names_by_addr(rows: list[tuple[int, int, str]]) -> dict[int, set[str]]:
     for value, _size, name in rows:
         out.setdefault(value, set()).add(name)
     return out
-
-
-def nm_addr(path: Path, name: str) -> int:
-    for line in run("nm", path).splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] == name:
-            return int(parts[0], 16)
-    raise AssertionError(f"{name} not in nm {path}")
 
 
 def lookup1(table: SymbolTable, vaddr: int) -> str | None:

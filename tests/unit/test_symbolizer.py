@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.conftest import run
+from tests.unit.conftest import nm_addr, run
 from unwind.elf import ElfFile
 from unwind.frame import Frame, FrameKind, Reason
 from unwind.kallsyms import parse_kallsyms
@@ -43,14 +43,6 @@ def readelf_size(path: Path, name: str) -> tuple[int, int]:
         if len(parts) >= 8 and parts[7] == name:
             return int(parts[1], 16), int(parts[2], 0)
     raise AssertionError(f"{name} not in {path}")
-
-
-def nm_addr(path: Path, name: str) -> int:
-    for line in run("nm", path).splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] == name:
-            return int(parts[0], 16)
-    raise AssertionError(f"{name} not in nm {path}")
 
 
 def load_base(pid: int, path: Path) -> int:

@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.unit.conftest import ROOT, run
+from tests.unit.conftest import ROOT, nm_addr, run
 from tests.unit.symbolize_helpers import (
     BASE,
     build_id_path,
     fake_process,
     names_of,
-    nm_addr,
     place,
     renamed_debug,
 )

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.unit.conftest import run
-from tests.unit.symbolize_helpers import build_id_path, nm_addr, place
+from tests.unit.conftest import nm_addr, run
+from tests.unit.symbolize_helpers import build_id_path, place
 from tests.unit.unwind_helpers import (
     HAVE_GDB,
     NOFP,
