@@ -453,13 +453,9 @@ def _parse_fde(data: bytes, pos: int, end: int, p: int, cie: Cie, bases: Bases, 
     return Fde(pos, cie, pc_begin, (pc_begin + pc_range) & _U64, data[p:end], bases.section + p)
 
 
-def fde_table(fde: Fde) -> list[tuple[int, Row]]:
-    """The rows one FDE defines, ``(elf_vaddr, Row)`` in address order, without the end marker.
-
-    Consecutive rows with equal rules are merged; rows at or past ``pc_end`` are dropped.
-    """
-    cie = fde.cie
-    head = _CieHead(
+def _head(cie: Cie) -> _CieHead:
+    """The parts of a CIE that running a CFA program needs."""
+    return _CieHead(
         cie.offset,
         cie.code_align,
         cie.data_align,
@@ -468,6 +464,15 @@ def fde_table(fde: Fde) -> list[tuple[int, Row]]:
         cie.address_size,
         cie.signal,
     )
+
+
+def fde_table(fde: Fde) -> list[tuple[int, Row]]:
+    """The rows one FDE defines, ``(elf_vaddr, Row)`` in address order, without the end marker.
+
+    Consecutive rows with equal rules are merged; rows at or past ``pc_end`` are dropped.
+    """
+    cie = fde.cie
+    head = _head(cie)
     flags = FLAG_SIGNAL if cie.signal else 0
     raw = _run(fde.instructions, head, cie.initial, fde.pc_begin, fde.instructions_vaddr)
     length = fde.pc_end - fde.pc_begin
@@ -913,15 +918,7 @@ def _collect(data: bytes, *, is_eh: bool, bases: Bases, pool: _Pool, section_id:
         if entry == 0:
             try:
                 cie = parse_cie(data, cie_off, is_eh=is_eh, bases=bases)
-                head = _CieHead(
-                    cie.offset,
-                    cie.code_align,
-                    cie.data_align,
-                    cie.ra_register,
-                    cie.fde_encoding,
-                    cie.address_size,
-                    cie.signal,
-                )
+                head = _head(cie)
                 entry = cies[cie_off] = (cie, head)
             except CfiError:
                 entry = cies[cie_off] = None
