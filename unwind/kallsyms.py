@@ -84,10 +84,11 @@ class KernelSymbols:
         cap = start + np.minimum(np.uint64(MAX_KERNEL_SYMBOL_SIZE), np.uint64(2**64 - 1) - start)
         ok = (idx >= 0) & (q < np.minimum(end, cap))
         names, modules = self.names, self.modules
-        return [
-            (names[i], modules[i]) if good and names[i] is not None else (None, None)
-            for i, good in zip(safe.tolist(), ok.tolist(), strict=True)
-        ]
+        out: list[tuple[str | None, str | None]] = []
+        for i, good in zip(safe.tolist(), ok.tolist(), strict=True):
+            name = names[i] if good else None  # one (lazy, decoding) name read per address
+            out.append((name, modules[i]) if name is not None else (None, None))
+        return out
 
 
 def _name_rank(name: str | None) -> tuple[int, int, int]:
