@@ -117,6 +117,27 @@ static __always_inline int admit(__u32 tgid, __u32 tid)
 	return 1;
 }
 
+/* Whether the sample interrupted the kernel: kernel addresses have the top bit set (x86_64, arm64). */
+static __always_inline int in_kernel(struct bpf_perf_event_data *ctx)
+{
+	return (PT_REGS_IP(&ctx->regs) >> 63) != 0;
+}
+
+/* A user or kernel stack into `stacks`, its id or -errno; the two errors are counted apart:
+ * -EEXIST a bucket collision (a lost stack), -EFAULT no stack where one was expected. */
+static __always_inline __s32 stack_id(struct bpf_perf_event_data *ctx, int user)
+{
+	__s32 id = bpf_get_stackid(ctx, &stacks, user ? BPF_F_USER_STACK : 0);
+
+	if (id == -EEXIST)
+		stat_inc(user ? STAT_USER_COLLISION : STAT_KERNEL_COLLISION);
+	else if (id == -EFAULT)
+		stat_inc(user ? STAT_USER_MISSING : STAT_KERNEL_MISSING);
+	else if (id < 0)
+		stat_inc(user ? STAT_USER_OTHER_ERROR : STAT_KERNEL_OTHER_ERROR);
+	return id;
+}
+
 SEC("perf_event")
 int do_sample(struct bpf_perf_event_data *ctx)
 {
@@ -129,8 +150,6 @@ int do_sample(struct bpf_perf_event_data *ctx)
 
 	struct task_struct *task = bpf_get_current_task_btf();
 	int kthread = tid == 0 || (task->flags & PF_KTHREAD);
-	/* kernel addresses have the top bit set on x86_64 and arm64 */
-	int in_kernel = (PT_REGS_IP(&ctx->regs) >> 63) != 0;
 
 	struct stack_key key = {};
 	key.tgid = tgid;
@@ -138,29 +157,9 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	key.exec_gen = tgid ? track(tgid) : 0;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
-	if (cfg.user_stacks && !kthread) {
-		key.user_stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-		if (key.user_stack_id == -EEXIST)
-			stat_inc(STAT_USER_COLLISION);
-		else if (key.user_stack_id == -EFAULT)
-			stat_inc(STAT_USER_MISSING);
-		else if (key.user_stack_id < 0)
-			stat_inc(STAT_USER_OTHER_ERROR);
-	} else {
-		key.user_stack_id = STACK_SKIPPED;
-	}
-	if (cfg.kernel_stacks && (in_kernel || kthread)) {
-		key.kernel_stack_id = bpf_get_stackid(ctx, &stacks, 0);
-		if (key.kernel_stack_id == -EEXIST)
-			stat_inc(STAT_KERNEL_COLLISION);
-		else if (key.kernel_stack_id == -EFAULT)
-			stat_inc(STAT_KERNEL_MISSING);
-		else if (key.kernel_stack_id < 0)
-			stat_inc(STAT_KERNEL_OTHER_ERROR);
-	} else {
-		/* a user-mode sample has no kernel stack: normal, not a loss */
-		key.kernel_stack_id = STACK_SKIPPED;
-	}
+	key.user_stack_id = cfg.user_stacks && !kthread ? stack_id(ctx, 1) : STACK_SKIPPED;
+	/* a user-mode sample has no kernel stack: normal, not a loss */
+	key.kernel_stack_id = cfg.kernel_stacks && (in_kernel(ctx) || kthread) ? stack_id(ctx, 0) : STACK_SKIPPED;
 
 	struct stack_value *val = bpf_map_lookup_elem(&counts, &key);
 	if (!val) {
@@ -216,17 +215,7 @@ int do_sample_dwarf(struct bpf_perf_event_data *ctx)
 	s->sp = uregs->sp;
 	s->bp = uregs->bp;
 
-	int in_kernel = (PT_REGS_IP(&ctx->regs) >> 63) != 0;
-	s->kernel_stack_id = STACK_SKIPPED;
-	if (cfg.kernel_stacks && in_kernel) {
-		s->kernel_stack_id = bpf_get_stackid(ctx, &stacks, 0);
-		if (s->kernel_stack_id == -EEXIST)
-			stat_inc(STAT_KERNEL_COLLISION);
-		else if (s->kernel_stack_id == -EFAULT)
-			stat_inc(STAT_KERNEL_MISSING);
-		else if (s->kernel_stack_id < 0)
-			stat_inc(STAT_KERNEL_OTHER_ERROR);
-	}
+	s->kernel_stack_id = cfg.kernel_stacks && in_kernel(ctx) ? stack_id(ctx, 0) : STACK_SKIPPED;
 
 	__u32 limit = cfg.dwarf_stack_size;
 	if (limit > DWARF_STACK_MAX)
