@@ -153,6 +153,7 @@ class Symbolizer:
         )
         self._procs: dict[tuple[int, int], _Process] = {}  # by (pid, exec generation)
         self._gone: set[tuple[int, int]] = set()
+        self._recent: dict[int, _Process] = {}  # pid -> its latest image, while revisit() still looks
         self._modules: dict[tuple[object, ...], _Module] = {}
         self._kernel_frames: dict[int, Frame] = {}
         self._unknown: Counter[str] = Counter()
@@ -172,6 +173,7 @@ class Symbolizer:
         for proc in self._procs.values():
             proc.close()
         self._procs.clear()
+        self._recent.clear()
         self._gone.clear()
         self._kernel_frames.clear()
         if self._demangler is not None:
@@ -202,6 +204,7 @@ class Symbolizer:
         proc.captured = proc.perf_map_tried = time.monotonic()
         self._add_mappings(proc, maps)
         self._procs[key] = proc
+        self._recent[pid] = proc  # a new exec generation replaces the old image here
         return True
 
     def _add_mappings(self, proc: _Process, maps: list[Mapping]) -> None:
@@ -235,19 +238,14 @@ class Symbolizer:
         writes it after start). Only the current image (the latest exec generation) of a pid.
         """
         now = time.monotonic()
-        latest: dict[int, int] = {}
-        for pid, gen in self._procs:
-            latest[pid] = max(gen, latest.get(pid, gen))
-        for pid, gen in latest.items():
-            proc = self._procs[(pid, gen)]
-            if now - proc.captured <= young:
+        for pid, proc in list(self._recent.items()):  # only recent captures: cheap on a long run
+            age = now - proc.captured
+            if age > max_age:
+                del self._recent[pid]
+                continue
+            if age <= young:
                 self._refresh(proc, every)
-        for proc in self._procs.values():
-            if (
-                proc.perf_map_fd is None
-                and now - proc.perf_map_tried >= 1.0
-                and now - proc.captured <= max_age
-            ):
+            if proc.perf_map_fd is None and now - proc.perf_map_tried >= 1.0:
                 proc.perf_map_tried = now
                 proc.perf_map_fd = open_perf_map(proc.pid, self._proc)
 
@@ -267,14 +265,6 @@ class Symbolizer:
         before = len(proc.maps)
         self._add_mappings(proc, maps)
         return len(proc.maps) > before
-
-    def forget(self, pid: int) -> None:
-        """Drop every snapshot of ``pid`` so the next ``capture`` takes a new one."""
-        for key in [k for k in (*self._procs, *self._gone) if k[0] == pid]:
-            proc = self._procs.pop(key, None)
-            if proc is not None:
-                proc.close()
-            self._gone.discard(key)
 
     def _file_module(self, pid: int, m: Mapping) -> _Module | Reason:
         """Open the file behind mapping ``m``, reusing the cached module when the same file was seen."""
