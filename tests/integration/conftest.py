@@ -12,9 +12,29 @@ from pathlib import Path
 
 import pytest
 
+from exporters.folded import parse_folded
 from tests.workloads.build import build
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# cpu_split's split mode: the share of its CPU each burner takes, by identical loop iterations
+TRUE_SPLIT = {"func_a": 0.50, "func_b": 0.30, "func_c": 0.20}
+
+Stacks = dict[tuple[str, ...], int]
+
+
+def read_folded(path: Path) -> Stacks:
+    """A folded output file as {root-first stack: samples}."""
+    with path.open() as f:
+        return parse_folded(f)
+
+
+def shares(stacks: Stacks, names: dict[str, float]) -> dict[str, float]:
+    """Each name's share of the samples whose stacks hold one of ``names``."""
+    hits = {n: sum(c for s, c in stacks.items() if n in s) for n in names}
+    total = sum(hits.values())
+    assert total > 0, "no samples in the workload's functions"
+    return {n: h / total for n, h in hits.items()}
 
 
 @pytest.fixture(scope="session")

@@ -8,23 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from exporters.folded import parse_folded
-from tests.integration.conftest import bpfprof
+from tests.integration.conftest import TRUE_SPLIT, bpfprof, read_folded, shares
 from tests.workloads.build import NOFP_FLAGS, build
 
 pytestmark = pytest.mark.bpf
-
-TRUE_SPLIT = {"func_a": 0.50, "func_b": 0.30, "func_c": 0.20}
 
 
 @pytest.fixture(scope="module")
 def nofp() -> Path:
     return build("cpu_split", NOFP_FLAGS, suffix="-nofp")
-
-
-def folded(path: Path) -> dict[tuple[str, ...], int]:
-    with path.open() as f:
-        return parse_folded(f)
 
 
 def ours(stacks: dict[tuple[str, ...], int], binary: Path) -> dict[tuple[str, ...], int]:
@@ -35,13 +27,12 @@ def test_no_frame_pointers_shares_and_stacks_to_main(nofp: Path, tmp_path: Path)
     out = tmp_path / "dwarf.folded"
     r = bpfprof("record", "--call-graph", "dwarf", "-F", "999", "-o", str(out), "--", str(nofp), "split", "3")
     assert r.returncode == 0, r.stderr
-    stacks = ours(folded(out), nofp)
+    stacks = ours(read_folded(out), nofp)
     in_funcs = {s: c for s, c in stacks.items() if any(f in s for f in TRUE_SPLIT)}
     total = sum(in_funcs.values())
     assert total > 1500, r.stderr
-    for name, truth in TRUE_SPLIT.items():
-        share = sum(c for s, c in in_funcs.items() if name in s) / total
-        assert abs(share - truth) < 0.03, (name, share)
+    for name, share in shares(in_funcs, TRUE_SPLIT).items():
+        assert abs(share - TRUE_SPLIT[name]) < 0.03, (name, share)
     reach_main = sum(c for s, c in in_funcs.items() if "main" in s)
     assert reach_main / total >= 0.99, [s for s in in_funcs if "main" not in s][:5]
     assert any(s[-4:] == ("run_split", "path_b", "mid_b", "func_b") for s in in_funcs), list(in_funcs)[:5]
@@ -52,7 +43,7 @@ def test_frame_pointers_fail_where_dwarf_succeeds(nofp: Path, tmp_path: Path) ->
     out = tmp_path / "fp.folded"
     r = bpfprof("record", "-F", "499", "-o", str(out), "--", str(nofp), "split", "1")
     assert r.returncode == 0, r.stderr
-    stacks = ours(folded(out), nofp)
+    stacks = ours(read_folded(out), nofp)
     chains = sum(c for s, c in stacks.items() if "path_b" in s and "mid_b" in s and "main" in s)
     assert chains / sum(stacks.values()) < 0.5
 
@@ -74,7 +65,7 @@ def test_deep_recursion_overflowing_the_copy_is_marked_truncated(nofp: Path, tmp
         "300",
     )
     assert r.returncode == 0, r.stderr
-    stacks = ours(folded(out), nofp)
+    stacks = ours(read_folded(out), nofp)
     truncated = sum(c for s, c in stacks.items() if s[1] == "[truncated]")
     assert truncated / sum(stacks.values()) > 0.9, r.stderr
     assert "truncated" in r.stderr  # the summary says so
@@ -87,7 +78,7 @@ def test_threads_get_their_own_stacks(nofp: Path, tmp_path: Path) -> None:
         "record", "--call-graph", "dwarf", "-F", "499", "-o", str(out), "--", str(nofp), "threads", "1.5"
     )
     assert r.returncode == 0, r.stderr
-    late = {s: c for s, c in folded(out).items() if s[0] == "late_worker"}
+    late = {s: c for s, c in read_folded(out).items() if s[0] == "late_worker"}
     assert sum(late.values()) > 600, r.stderr
     in_funcs = {s: c for s, c in late.items() if any(f in s for f in TRUE_SPLIT)}
     # a thread's stack starts at its entry point, not at main
@@ -105,7 +96,7 @@ def test_python_interpreter_native_stacks_reach_main(tmp_path: Path) -> None:
     loop = "import time\nend = time.time() + 2\nx = 0\nwhile time.time() < end:\n    x = (x * 31 + 7) % 97\n"
     r = bpfprof("record", "--call-graph", "dwarf", "-F", "499", "-o", str(out), "--", python, "-c", loop)
     assert r.returncode == 0, r.stderr
-    stacks = {s: c for s, c in folded(out).items() if s[0].startswith("python")}
+    stacks = {s: c for s, c in read_folded(out).items() if s[0].startswith("python")}
     total = sum(stacks.values())
     assert total > 600, r.stderr
     eval_loop = {s: c for s, c in stacks.items() if "_PyEval_EvalFrameDefault" in s}

@@ -12,24 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from exporters.folded import parse_folded
-from tests.integration.conftest import ROOT, bpfprof
+from tests.integration.conftest import ROOT, TRUE_SPLIT, bpfprof, read_folded, shares
 
 pytestmark = pytest.mark.bpf
-
-TRUE_SPLIT = {"func_a": 0.50, "func_b": 0.30, "func_c": 0.20}
-
-
-def read_folded(path: Path) -> dict[tuple[str, ...], int]:
-    with path.open() as f:
-        return parse_folded(f)
-
-
-def shares(stacks: dict[tuple[str, ...], int], names: dict[str, float]) -> dict[str, float]:
-    hits = {n: sum(c for s, c in stacks.items() if n in s) for n in names}
-    total = sum(hits.values())
-    assert total > 0, "no samples in the workload's functions"
-    return {n: h / total for n, h in hits.items()}
 
 
 def test_command_mode_cpu_split_and_complete_stacks(cpu_split: Path, tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporters.folded import parse_folded
-from tests.integration.conftest import bpfprof
+from tests.integration.conftest import bpfprof, read_folded
 from tests.workloads.build import FP_FLAGS, build
 
 pytestmark = pytest.mark.bpf
@@ -21,11 +20,6 @@ const end = Date.now() + 2000; let s = 0;
 while (Date.now() < end) { s += hotLoopForBpfprof(100000); }
 console.log(s);
 """
-
-
-def folded(path: Path) -> dict[tuple[str, ...], int]:
-    with path.open() as f:
-        return parse_folded(f)
 
 
 def node() -> str:
@@ -48,7 +42,7 @@ def test_jit_frames_named_from_perf_map(tmp_path: Path) -> None:
         "record", "-F", "499", "-o", str(out), "--", node(), "--perf-basic-prof", str(script), cwd=tmp_path
     )
     assert r.returncode == 0, r.stderr
-    assert jit_share(folded(out), "hotLoopForBpfprof") > 0.5, r.stderr
+    assert jit_share(read_folded(out), "hotLoopForBpfprof") > 0.5, r.stderr
 
 
 def container(root: Path, binary: Path, *args: str) -> list[str]:
@@ -67,7 +61,7 @@ def test_container_binary_at_a_path_the_host_lacks(tmp_path: Path) -> None:
     r = bpfprof("record", "-F", "499", "-o", str(out), "--", *container(tmp_path / "ctr", app, "split", "2"))
     assert r.returncode == 0, r.stderr
     assert not Path("/app").exists()
-    stacks = {s: c for s, c in folded(out).items() if s[0] == "app"}
+    stacks = {s: c for s, c in read_folded(out).items() if s[0] == "app"}
     assert sum(stacks.values()) > 500, r.stderr
     named = sum(c for s, c in stacks.items() if "func_a" in s or "func_b" in s or "func_c" in s)
     assert named / sum(stacks.values()) > 0.95
@@ -82,7 +76,7 @@ def test_container_jit_map_with_namespace_pid(tmp_path: Path) -> None:
     r = bpfprof("record", "-F", "499", "-o", str(out), "--", *container(root, jit, "2"))
     assert r.returncode == 0, r.stderr
     assert (root / "tmp" / "perf-1.map").exists()  # pid 1 in its namespace
-    stacks = {s: c for s, c in folded(out).items() if s[0] == "app"}
+    stacks = {s: c for s, c in read_folded(out).items() if s[0] == "app"}
     named = sum(c for s, c in stacks.items() if "jitted_spin_for_bpfprof" in s)
     assert named / sum(stacks.values()) > 0.8, r.stderr
 
@@ -93,7 +87,7 @@ def test_short_lived_commands_back_to_back(cpu_split: Path, tmp_path: Path) -> N
     loop = f"for i in 1 2 3 4 5 6 7 8 9 10; do {cpu_split} split 0.2; done"
     r = bpfprof("record", "-F", "999", "-o", str(out), "--", "sh", "-c", loop)
     assert r.returncode == 0, r.stderr
-    ours = {s: c for s, c in folded(out).items() if s[0] == cpu_split.name[:15]}
+    ours = {s: c for s, c in read_folded(out).items() if s[0] == cpu_split.name[:15]}
     total = sum(ours.values())
     assert total > 1000, r.stderr  # ~2 s at 999 Hz
     named = sum(c for s, c in ours.items() if any(f in s for f in ("func_a", "func_b", "func_c", "main")))
@@ -104,7 +98,7 @@ def test_lines_give_py_spy_style_frames(cpu_split: Path, tmp_path: Path) -> None
     out = tmp_path / "lines.folded"
     r = bpfprof("record", "--lines", "-F", "499", "-o", str(out), "--", str(cpu_split), "split", "1")
     assert r.returncode == 0, r.stderr
-    stacks = {s: c for s, c in folded(out).items() if s[0] == cpu_split.name[:15]}
+    stacks = {s: c for s, c in read_folded(out).items() if s[0] == cpu_split.name[:15]}
     frames = {f for s in stacks for f in s}
     assert any(re.fullmatch(r"func_a \(cpu_split\.c:\d+\)", f) for f in frames), sorted(frames)[:20]
     assert any(re.fullmatch(r"main \(cpu_split\.c:\d+\)", f) for f in frames)
