@@ -307,7 +307,7 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
         if not ns.quiet:
             from profiler.summary import print_summary
 
-            print_summary(result, profile, symbolizer, opts, written, time.monotonic() - t_stop, sys.stderr)
+            print_summary(result, profile, opts, written, time.monotonic() - t_stop, sys.stderr)
     if result.command is not None:
         return result.command.exit_code
     return 0

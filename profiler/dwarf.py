@@ -96,6 +96,6 @@ class DwarfAggregator:
             name = comm.rstrip(b"\0").decode(errors="replace")
             raw.add(RawStack(pid, tid, name, ips, k_ips, status, k_status, gen), samples, period)
         raw.stats["stack_vanished"] = raw.stats.get("stack_vanished", 0) + vanished
-        raw.stats["unwind_ms"] = round(self.busy_s * 1000)
+        raw.unwind_s = self.busy_s
         raw.stats["user_truncated"] = self.ends[END_TRUNCATED]
         raw.stats["user_unwind_failed"] = self.ends[END_BAD_ADDRESS] + self.ends[END_NO_UNWIND_INFO]

@@ -66,6 +66,7 @@ class RawProfile:
     stacks: dict[RawStack, list[int]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    unwind_s: float | None = None  # --call-graph dwarf: CPU time the online unwinder spent
 
     def add(self, stack: RawStack, samples: int, period: int) -> None:
         acc = self.stacks.setdefault(stack, [0, 0])

@@ -90,7 +90,6 @@ def unknown_report(profile: Profile, top: int = 5) -> list[str]:
 def print_summary(
     result: RecordResult,
     profile: Profile,
-    symbolizer: object,
     opts: RecordOptions,
     written: list,
     output_s: float,
@@ -130,9 +129,9 @@ def print_summary(
     if not kept:
         print("no samples were taken: the targets did not run on a CPU while recording", file=out)
     unwind = ""
-    if "unwind_ms" in stats:
-        share = stats["unwind_ms"] / 10 / dur if dur else 0.0
-        unwind = f", unwinding {stats['unwind_ms']} ms = {share:.1f}% of a core"
+    if raw.unwind_s is not None:
+        share = 100 * raw.unwind_s / dur if dur else 0.0
+        unwind = f", unwinding {raw.unwind_s * 1000:.0f} ms = {share:.1f}% of a core"
     print(
         f"(attach {result.attach_s * 1000:.0f} ms{unwind}, symbolize+write {output_s * 1000:.0f} ms)",
         file=out,
