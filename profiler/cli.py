@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 
 from profiler import __version__
+from profiler.argtypes import positive_float, positive_int
 from profiler.errors import UserError
 
 EXAMPLES = """\
@@ -19,27 +21,10 @@ examples:
 """
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be a positive number of seconds")
-    return v
-
-
-def _positive_int(what: str):
-    def parse(text: str) -> int:
-        try:
-            v = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ({what})") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: {what} must be positive")
-        return v
-
-    return parse
+# Subcommands other than record: each module has ``register(subparsers)``, which adds its parser and
+# sets ``run=`` (a function of the parsed namespace and the words after ``--``) as its default.
+# A module imports only argparse-level things at the top; its work is imported inside ``run``.
+COMMAND_MODULES: list[str] = []
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,21 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument(
         "-F",
         "--frequency",
-        type=_positive_int("the frequency"),
+        type=positive_int("the frequency"),
         metavar="HZ",
         help="samples per second per CPU (default 99)",
     )
     smp.add_argument(
         "-c",
         "--period",
-        type=_positive_int("the period"),
+        type=positive_int("the period"),
         metavar="NS",
         help="sample every NS nanoseconds of CPU time instead of -F",
     )
     smp.add_argument(
         "-d",
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         metavar="SEC",
         help="stop after SEC seconds (default: Ctrl-C, or when the targets exit)",
     )
@@ -106,14 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("-I", "--include-idle", action="store_true", help="keep samples of the idle task")
     smp.add_argument(
         "--stack-storage-size",
-        type=_positive_int("the stack storage size"),
+        type=positive_int("the stack storage size"),
         default=16384,
         metavar="N",
         help="unique stacks the kernel can hold (default 16384)",
     )
     smp.add_argument(
         "--counts-size",
-        type=_positive_int("the counts size"),
+        type=positive_int("the counts size"),
         default=40960,
         metavar="N",
         help="unique (thread, stack) keys the kernel can count (default 40960)",
@@ -153,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     rec.add_argument("--debug", action="store_true", help="show tracebacks and libbpf's log")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -362,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if ns.cmd == "record":
             return cmd_record(ns, command)
+        if getattr(ns, "run", None) is not None:
+            return ns.run(ns, command)
         raise UserError(f"unknown command {ns.cmd!r}", 2)
     except UserError as exc:
         if debug:

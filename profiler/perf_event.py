@@ -40,6 +40,10 @@ class EventSpec:
     type: int
     config: int
     is_timer: bool = False  # its period is in nanoseconds
+    config1: int = 0  # PMU format fields that live in attr.config1/config2 (sysfs "config1:0-15")
+    config2: int = 0
+    exclude_user: bool = False  # the ":k" modifier
+    exclude_kernel: bool = False  # the ":u" modifier
 
 
 CPU_CLOCK = EventSpec("cpu-clock", PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK, is_timer=True)
@@ -56,6 +60,10 @@ class SamplingSpec:
 def build_attr(event: EventSpec, sampling: SamplingSpec, *, disabled: bool = True) -> bytes:
     """The raw ``struct perf_event_attr`` bytes (PERF_ATTR_SIZE long) for a sampling event."""
     flags = ATTR_EXCLUDE_HV
+    if event.exclude_user:
+        flags |= ATTR_EXCLUDE_USER
+    if event.exclude_kernel:
+        flags |= ATTR_EXCLUDE_KERNEL
     if disabled:
         flags |= ATTR_DISABLED
     if sampling.period is not None:
@@ -65,7 +73,11 @@ def build_attr(event: EventSpec, sampling: SamplingSpec, *, disabled: bool = Tru
         flags |= ATTR_FREQ
     else:
         raise ValueError("a sampling spec needs a frequency or a period")
-    head = struct.pack("<IIQQQQQ", event.type, PERF_ATTR_SIZE, event.config, period_or_freq, 0, 0, flags)
+    head = struct.pack(
+        "<IIQQQQQIIQQ",
+        event.type, PERF_ATTR_SIZE, event.config, period_or_freq, 0, 0, flags,
+        0, 0, event.config1, event.config2,
+    )  # fmt: skip
     return head + bytes(PERF_ATTR_SIZE - len(head))
 
 
