@@ -8,7 +8,8 @@
 
   var fg_state = null;
   var FG_MATCH_FILL = "rgb(230,0,230)";
-  var FG_TITLE = /^([\s\S]*) \(([\d,]+) [^,]*, [\d.]+%\)$/;
+  // "NAME (N samples, P%)", or with a differential's note "NAME (N samples, P%; +D%)"
+  var FG_TITLE = /^([\s\S]*) \(([\d,]+) [^,]*, [\d.]+%(?:; [^()]*)?\)$/;
 
   function fg_set_class(el, name, on) {
     var classes = (el.getAttribute("class") || "").split(/\s+/).filter(function (c) {

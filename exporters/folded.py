@@ -39,12 +39,14 @@ class FoldedOptions:
 
     ``delimit`` adds ``-`` between user and kernel frames (bcc ``-d``); ``annotate_kernel`` suffixes
     kernel frames with ``_[k]`` (bcc ``-a``); ``lines`` renders frames that have a source line as
-    ``name (file.c:LINE)`` (py-spy's raw format).
+    ``name (file.c:LINE)`` (py-spy's raw format). ``weight`` is what COUNT is: ``samples``, or
+    ``period``, the summed sample periods (events for a counter, ns for cpu-clock).
     """
 
     delimit: bool = False
     lines: bool = False
     annotate_kernel: bool = False
+    weight: str = "samples"
 
 
 def sanitize_name(name: str) -> str:
@@ -98,13 +100,14 @@ def fold_sample(sample: Sample, options: FoldedOptions) -> tuple[Stack, tuple[Fr
 
 
 def fold_profile(profile: Profile, options: FoldedOptions) -> dict[Stack, int]:
-    """Sample counts by rendered stack; samples of different threads or pids that render alike merge."""
+    """Counts (``options.weight``) by rendered stack; samples of threads or pids that render alike merge."""
     stacks: dict[Stack, int] = {}
     for sample, weight in profile.samples.items():
-        if weight.samples <= 0:
+        count = weight.by(options.weight)
+        if count <= 0:
             continue
         stack, _ = fold_sample(sample, options)
-        stacks[stack] = stacks.get(stack, 0) + weight.samples
+        stacks[stack] = stacks.get(stack, 0) + count
     return stacks
 
 

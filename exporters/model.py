@@ -31,6 +31,18 @@ class Weight:
         self.samples += samples
         self.period += period
 
+    def by(self, what: str) -> int:
+        """``samples`` or ``period`` (one of WEIGHTS): what a flame graph's widths measure."""
+        if what == "samples":
+            return self.samples
+        if what == "period":
+            return self.period
+        raise ValueError(f"unknown weight {what!r}: use one of {', '.join(WEIGHTS)}")
+
+
+# What outputs weigh stacks by: sample counts, or summed sample periods (events, or ns for timers).
+WEIGHTS = ("samples", "period")
+
 
 @dataclass(slots=True)
 class ProfileMeta:
@@ -42,6 +54,8 @@ class ProfileMeta:
     start_time_ns: int = 0
     command: list[str] = field(default_factory=list)
     process_names: dict[int, str] = field(default_factory=dict)  # pid -> command line or comm
+    parents: dict[int, int] = field(default_factory=dict)  # pid -> parent pid, as seen at capture
+    build_ids: dict[str, str] = field(default_factory=dict)  # module path -> GNU build-id (hex)
 
 
 @dataclass(slots=True)

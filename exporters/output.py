@@ -7,10 +7,12 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable
-from typing import NamedTuple, TextIO
+from dataclasses import replace
+from typing import IO, Any, BinaryIO, NamedTuple, TextIO
 
 from exporters.folded import FoldedOptions, write_folded
 from exporters.model import Profile
+from exporters.pprof import write_pprof
 from exporters.speedscope import write_speedscope
 from exporters.svg import SvgOptions, write_svg
 
@@ -36,11 +38,18 @@ def _write_svg(profile: Profile, stream: TextIO, folded: FoldedOptions, svg: Svg
     write_svg(profile, stream, svg)
 
 
+def _write_pprof(profile: Profile, stream: BinaryIO, folded: FoldedOptions, svg: SvgOptions) -> None:
+    write_pprof(profile, stream)  # both weights are in the file: samples and period
+
+
 FORMATS: dict[str, Format] = {
     "folded": Format((".folded", ".txt"), _write_folded),
     "speedscope": Format((".speedscope.json", ".json"), _write_speedscope),
     "svg": Format((".svg",), _write_svg),
+    "pprof": Format((".pb.gz", ".pprof"), _write_pprof),  # type: ignore[arg-type]  # a bytes stream
 }
+# Formats whose writer gets a binary stream (write_atomic(binary=True)).
+BINARY_FORMATS = frozenset({"pprof"})
 
 
 def _known_extensions() -> str:
@@ -94,8 +103,10 @@ def _final_mode(path: str) -> int:
         return 0o666 & ~_umask()
 
 
-def write_atomic(path: str | os.PathLike[str], write_fn: Callable[[TextIO], None]) -> None:
-    """Write a UTF-8 text file so that PATH holds either its old content or the complete new one.
+def write_atomic(
+    path: str | os.PathLike[str], write_fn: Callable[[Any], None], *, binary: bool = False
+) -> None:
+    """Write a UTF-8 text file (bytes with ``binary``) so that PATH holds its old content or all the new.
 
     ``write_fn`` writes to a temporary file in the same directory, which is fsynced and renamed over
     PATH (``os.replace``). On any failure, KeyboardInterrupt included, the temporary file is removed and
@@ -106,7 +117,10 @@ def write_atomic(path: str | os.PathLike[str], write_fn: Callable[[TextIO], None
     target = os.fspath(path)
     directory = os.path.dirname(target) or "."
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
-    stream = os.fdopen(fd, "w", encoding="utf-8", errors="replace", newline="\n")
+    if binary:
+        stream: IO[Any] = os.fdopen(fd, "wb")
+    else:
+        stream = os.fdopen(fd, "w", encoding="utf-8", errors="replace", newline="\n")
     try:
         write_fn(stream)
         stream.flush()
@@ -130,6 +144,11 @@ def write_atomic(path: str | os.PathLike[str], write_fn: Callable[[TextIO], None
             os.close(dir_fd)
 
 
+def write_atomic_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """``write_atomic`` of bytes (a saved recording): PATH holds its old content or all of ``data``."""
+    write_atomic(path, lambda stream: stream.write(data), binary=True)
+
+
 def write_profile(
     profile: Profile,
     path: str | os.PathLike[str],
@@ -137,9 +156,21 @@ def write_profile(
     *,
     folded_options: FoldedOptions | None = None,
     svg_options: SvgOptions | None = None,
+    weight: str | None = None,
 ) -> None:
-    """Write a profile to PATH atomically in format ``fmt`` (a name of FORMATS, see format_for_path)."""
-    writer = FORMATS[_check_format(fmt)].writer
+    """Write a profile to PATH atomically in format ``fmt`` (a name of FORMATS, see format_for_path).
+
+    ``weight`` (``samples`` or ``period``) overrides each format's own: samples for folded and SVG,
+    period for speedscope.
+    """
+    name = _check_format(fmt)
+    writer = FORMATS[name].writer
     folded = folded_options or FoldedOptions()
     svg = svg_options or SvgOptions()
-    write_atomic(path, lambda stream: writer(profile, stream, folded, svg))
+    if weight is not None:
+        folded, svg = replace(folded, weight=weight), replace(svg, weight=weight)
+        if name == "speedscope":
+            by = weight
+            write_atomic(path, lambda stream: write_speedscope(profile, stream, weight=by))
+            return
+    write_atomic(path, lambda stream: writer(profile, stream, folded, svg), binary=name in BINARY_FORMATS)

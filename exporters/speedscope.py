@@ -66,17 +66,23 @@ def _unit(period_unit: str) -> str:
     return "nanoseconds" if period_unit == "nanoseconds" else "none"
 
 
-def speedscope_document(profile: Profile, *, exporter: str | None = None) -> dict[str, Any]:
-    """The speedscope file of a profile as a JSON-ready dict (see the module docstring for its shape)."""
+def speedscope_document(
+    profile: Profile, *, exporter: str | None = None, weight: str = "period"
+) -> dict[str, Any]:
+    """The speedscope file of a profile as a JSON-ready dict (see the module docstring for its shape).
+
+    ``weight="samples"`` weighs stacks by sample counts instead of periods (``unit: "none"``).
+    """
     by_pid: dict[int, dict[Sample, int]] = {}
-    for sample, weight in profile.samples.items():
-        if weight.period <= 0:
+    for sample, w in profile.samples.items():
+        value = w.by(weight)
+        if value <= 0:
             continue  # weighs nothing: speedscope would draw nothing for it
-        by_pid.setdefault(sample.pid, {})[sample] = weight.period
+        by_pid.setdefault(sample.pid, {})[sample] = value
 
     frame_index: dict[_FrameInfo, int] = {}
     profiles: list[dict[str, Any]] = []
-    unit = _unit(profile.meta.period_unit)
+    unit = _unit(profile.meta.period_unit) if weight == "period" else "none"
     for pid in sorted(by_pid):
         weights_by_stack: dict[tuple[_FrameInfo, ...], int] = {}
         for sample, period in by_pid[pid].items():
@@ -118,12 +124,15 @@ def speedscope_document(profile: Profile, *, exporter: str | None = None) -> dic
     }
 
 
-def write_speedscope(profile: Profile, stream: TextIO, *, exporter: str | None = None) -> None:
+def write_speedscope(
+    profile: Profile, stream: TextIO, *, exporter: str | None = None, weight: str = "period"
+) -> None:
     """Write a profile as a speedscope JSON file; ``exporter`` defaults to ``bpfprof@VERSION``.
 
     The JSON is laid out one frame and one sample per line: compact, yet readable and diffable.
+    ``weight`` is ``period`` (summed sample periods, the default) or ``samples``.
     """
-    doc = speedscope_document(profile, exporter=exporter)
+    doc = speedscope_document(profile, exporter=exporter, weight=weight)
 
     def dumps(value: object) -> str:
         return json.dumps(value, ensure_ascii=False)

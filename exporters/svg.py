@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import TextIO
@@ -54,6 +54,23 @@ class SvgOptions:
     count_name: str = "samples"
     delimit: bool = False
     lines: bool = False
+    legend: tuple[tuple[str, str], ...] | None = None  # (fill, label) swatches; None: user/kernel/marker
+    weight: str = "samples"  # write_svg's widths: "samples", or "period" (summed periods; set count_name)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameStyle:
+    """A frame drawn differently from its kind's colour: ``fill``, and ``note`` added to its title.
+
+    The title becomes ``NAME (N samples, P%; NOTE)``, as flamegraph.pl writes a differential's delta.
+    """
+
+    fill: str
+    note: str | None = None
+
+
+# The style of the frame at a root-first path (``()`` is the root), or None for the normal colour.
+Styler = Callable[[Stack], FrameStyle | None]
 
 
 def guess_kind(name: str) -> FrameKind:
@@ -136,40 +153,50 @@ def _build_tree(stacks: Mapping[Stack, int], kinds: Mapping[Stack, tuple[FrameKi
 @dataclass(frozen=True, slots=True)
 class _Placed:
     node: _Node
-    depth: int
+    path: Stack
     x: float
     width: float
+
+    @property
+    def depth(self) -> int:
+        return len(self.path)
 
 
 def _layout(root: _Node, per_sample: float, min_width: float) -> list[_Placed]:
     """Frames with their x and width in px, root first then depth first, children in name order."""
     placed: list[_Placed] = []
-    todo = [(root, 0, float(X_PAD))]
+    todo: list[tuple[_Node, Stack, float]] = [(root, (), float(X_PAD))]
     while todo:
-        node, depth, x = todo.pop()
+        node, path, x = todo.pop()
         width = node.count * per_sample
         if width < min_width:
             continue  # and so are all frames above it: they are no wider
-        placed.append(_Placed(node, depth, x, width))
+        placed.append(_Placed(node, path, x, width))
         offsets: list[tuple[_Node, float]] = []
         child_x = x
         for name in sorted(node.children):
             child = node.children[name]
             offsets.append((child, child_x))
             child_x += child.count * per_sample
-        todo.extend((child, depth + 1, cx) for child, cx in reversed(offsets))
+        todo.extend((child, (*path, child.name), cx) for child, cx in reversed(offsets))
     return placed
 
 
-def _title(name: str | None, count: int, total: int, count_name: str) -> str:
-    """flamegraph.pl's frame title: ``NAME (1,234 samples, 5.67%)``, ``all (N samples, 100%)``."""
+def _title(name: str | None, count: int, total: int, count_name: str, note: str | None = None) -> str:
+    """flamegraph.pl's frame title: ``NAME (1,234 samples, 5.67%)``, ``all (N samples, 100%)``;
+    with a note (a differential's delta): ``NAME (1,234 samples, 5.67%; +1.23%)``."""
+    tail = f"; {note})" if note else ")"
     if name is None:
-        return f"all ({count:,} {count_name}, 100%)"
-    return f"{display_name(name)} ({count:,} {count_name}, {100 * count / total:.2f}%)"
+        return f"all ({count:,} {count_name}, 100%{tail}"
+    return f"{display_name(name)} ({count:,} {count_name}, {100 * count / total:.2f}%{tail}"
 
 
-def _legend() -> str:
+def _legend(items: tuple[tuple[str, str], ...] | None = None) -> str:
     swatch = "\u25a0"
+    if items is not None:
+        return "  ".join(
+            f'<tspan fill="{_xml(fill)}">{swatch}</tspan> {_xml(label)}' for fill, label in items
+        )
     return (
         f'<tspan fill="rgb(230,80,20)">{swatch}</tspan> user  '
         f'<tspan fill="rgb(80,195,200)">{swatch}</tspan> kernel  '
@@ -189,11 +216,13 @@ def write_svg_from_folded(
     stream: TextIO,
     options: SvgOptions | None = None,
     kinds: Mapping[Stack, tuple[FrameKind, ...]] | None = None,
+    style: Styler | None = None,
 ) -> None:
     """Draw folded stacks (root first -> sample count) as an interactive SVG flame graph.
 
     ``kinds`` gives the FrameKind of each name of a stack, for colours; without it (a folded file
-    read back) kinds are guessed from the names (``guess_kind``). Non-positive counts are ignored.
+    read back) kinds are guessed from the names (``guess_kind``). ``style`` may give a frame, by its
+    path, a fill and a title note of its own (differential graphs). Non-positive counts are ignored.
     """
     opt = options or SvgOptions()
     root = _build_tree(stacks, kinds)
@@ -233,7 +262,7 @@ def write_svg_from_folded(
     if opt.subtitle is not None:
         w(f'<text id="subtitle" x="{_num(opt.width / 2)}" y="{line_y}">{_xml(opt.subtitle)}</text>\n')
         line_y += fs * 2
-    w(f'<text id="legend" x="{_num(opt.width / 2)}" y="{line_y}">{_legend()}</text>\n')
+    w(f'<text id="legend" x="{_num(opt.width / 2)}" y="{line_y}">{_legend(opt.legend)}</text>\n')
     w(f'<text id="details" x="{X_PAD}" y="{_num(height - bottom / 2)}"> </text>\n')
     w(f'<text id="unzoom" class="hide" x="{X_PAD}" y="{fs * 2}">Reset Zoom</text>\n')
     w(f'<text id="search" x="{opt.width - X_PAD}" y="{fs * 2}">Search</text>\n')
@@ -245,10 +274,14 @@ def write_svg_from_folded(
     for p in placed:
         node = p.node
         is_root = p.depth == 0
-        title = _title(None if is_root else node.name, node.count, total, opt.count_name)
+        custom = style(p.path) if style is not None else None
+        note = custom.note if custom is not None else None
+        title = _title(None if is_root else node.name, node.count, total, opt.count_name, note)
         y1 = height - bottom - (p.depth + 1) * opt.frame_height + FRAME_PAD
         text_y = y1 + (opt.frame_height - FRAME_PAD) / 2 + 3
         fill = MARKER_FILL if is_root else frame_fill(node.name, node.kind)
+        if custom is not None:
+            fill = _xml(custom.fill)
         label = fit_label("all" if is_root else display_name(node.name), p.width, fs)
         w(
             f"<g><title>{_xml(title)}</title>"
@@ -272,9 +305,10 @@ def write_svg(profile: Profile, stream: TextIO, options: SvgOptions | None = Non
     stacks: dict[Stack, int] = {}
     kinds: dict[Stack, tuple[FrameKind, ...]] = {}
     for sample, weight in profile.samples.items():
-        if weight.samples <= 0:
+        count = weight.by(opt.weight)
+        if count <= 0:
             continue
         stack, stack_kinds = fold_sample(sample, fold)
-        stacks[stack] = stacks.get(stack, 0) + weight.samples
+        stacks[stack] = stacks.get(stack, 0) + count
         kinds.setdefault(stack, stack_kinds)
     write_svg_from_folded(stacks, stream, opt, kinds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,12 +25,20 @@ examples:
 # Subcommands other than record: each module has ``register(subparsers)``, which adds its parser and
 # sets ``run=`` (a function of the parsed namespace and the words after ``--``) as its default.
 # A module imports only argparse-level things at the top; its work is imported inside ``run``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "profiler.cmd_diff",
+    "profiler.cmd_doctor",
+    "profiler.cmd_top",
+    "profiler.cmd_list",
+    "profiler.cmd_report",
+]
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see bpfprof {self.prog.split()[-1]} --help)", 2)
+        words = self.prog.split()  # "bpfprof" or "bpfprof record"
+        see = "bpfprof" if len(words) < 2 else f"bpfprof {words[-1]}"
+        raise UserError(f"{message} (see {see} --help)", 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,8 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--period",
         type=positive_int("the period"),
-        metavar="NS",
-        help="sample every NS nanoseconds of CPU time instead of -F",
+        metavar="PERIOD",
+        help="sample every PERIOD events instead of -F (nanoseconds of CPU time for cpu-clock/task-clock)",
+    )
+    smp.add_argument(
+        "-e",
+        "--event",
+        default="cpu-clock",
+        metavar="EVENT",
+        help="sample on this event's overflow (default cpu-clock): cycles, cache-misses, page-faults, "
+        "rNNN, pmu/event=0x..,umask=0x../, with :u or :k; bpfprof list shows what works here",
+    )
+    smp.add_argument(
+        "--fallback",
+        action="store_true",
+        help="if the machine has no hardware counters for -e, sample cpu-clock instead (and say so)",
     )
     smp.add_argument(
         "-d",
@@ -111,17 +133,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="write here; the format follows the extension (.svg, .folded/.txt, "
-        ".speedscope.json/.json); repeatable; - writes folded stacks to stdout",
+        ".speedscope.json/.json, .pb.gz/.pprof); repeatable; - writes folded stacks to stdout",
     )
     out.add_argument(
         "-f",
         "--format",
-        choices=["folded", "speedscope", "svg"],
+        choices=["folded", "speedscope", "svg", "pprof"],
         help="format for every -o regardless of extension",
     )
     out.add_argument("--delimit", action="store_true", help="folded/svg: a '-' frame between user and kernel")
     out.add_argument("--annotate-kernel", action="store_true", help="folded/svg: add _[k] to kernel frames")
+    out.add_argument(
+        "--threads", action="store_true", help="folded/svg/pprof: a 'thread (TID): NAME' root (py-spy)"
+    )
+    out.add_argument(
+        "--processes",
+        action="store_true",
+        help="folded/svg/pprof: 'process PID:\"CMDLINE\"' roots, parents first (py-spy --subprocesses)",
+    )
     out.add_argument("--title", help="SVG title (default: the command or 'bpfprof')")
+    out.add_argument(
+        "--weight",
+        choices=["samples", "period"],
+        help="weigh stacks by samples or by summed periods (events; ns for cpu-clock); "
+        "default: samples for folded and svg, period for speedscope",
+    )
     sym = rec.add_argument_group("symbols")
     sym.add_argument(
         "--lines",
@@ -174,7 +210,9 @@ def resolve_outputs(paths: list[str], fmt: str | None, default_stem: str) -> lis
             targets.append(OutputTarget("-", fmt or "folded"))
             continue
         try:
-            targets.append(OutputTarget(p, format_for_path(p, fmt)))
+            # .bpfprof: the raw recording itself (profiler/saved.py), for `bpfprof report`
+            saved = fmt is None and p.lower().endswith(".bpfprof")
+            targets.append(OutputTarget(p, "bpfprof" if saved else format_for_path(p, fmt)))
         except ValueError as exc:
             raise UserError(str(exc), 2) from None
         parent = os.path.dirname(os.path.abspath(p))
@@ -227,8 +265,17 @@ def build_record_options(ns: argparse.Namespace, command: list[str]):
         raise UserError(
             f"-F {ns.frequency} is above kernel.perf_event_max_sample_rate ({limit}); lower -F", 2
         )
-    if ns.period is not None and ns.period < 10_000:
-        raise UserError(f"-c {ns.period}: a cpu-clock period below 10000 ns (100 kHz) is too short", 2)
+    from profiler.events import EventError, default_period, parse_event_list
+
+    try:
+        events = parse_event_list(ns.event)
+    except EventError as exc:
+        raise UserError(str(exc), 2) from None
+    if len(events) != 1:
+        raise UserError(f"-e {ns.event}: record samples one event; count several with bpfprof stat", 2)
+    event = events[0]
+    if event.is_timer and ns.period is not None and ns.period < 10_000:
+        raise UserError(f"-c {ns.period}: a {event.name} period below 10000 ns (100 kHz) is too short", 2)
     online = online_cpus()
     if ns.cpu:
         try:
@@ -240,13 +287,17 @@ def build_record_options(ns: argparse.Namespace, command: list[str]):
             raise UserError(f"CPU {offline[0]} is not online (online: {','.join(map(str, online))})", 2)
     else:
         cpus = online
-    sampling = (
-        SamplingSpec(frequency=None, period=ns.period) if ns.period else SamplingSpec(ns.frequency or 99)
-    )
+    if ns.period:
+        sampling = SamplingSpec(frequency=None, period=ns.period)
+    elif ns.frequency or event.is_timer:
+        sampling = SamplingSpec(ns.frequency or 99)
+    else:  # a counter without -c or -F: a fixed period suited to the event's rate
+        sampling = SamplingSpec(frequency=None, period=default_period(event))
     dwarf_stack_size = parse_call_graph(ns.call_graph)
     return RecordOptions(
         pids=pids,
         command=command,
+        event=event,
         sampling=sampling,
         cpus=cpus,
         duration_s=ns.duration,
@@ -259,11 +310,27 @@ def build_record_options(ns: argparse.Namespace, command: list[str]):
     )
 
 
+def _settle_event(opts, ns: argparse.Namespace) -> None:
+    """A hardware -e that cannot open here: one sentence, or cpu-clock with --fallback (said on stderr)."""
+    from profiler.events import settle_event
+    from profiler.perf_event import PerfEventError, probe_event
+
+    try:
+        settled = settle_event(opts.event, opts.sampling, fallback=ns.fallback, probe=probe_event)
+    except PerfEventError as exc:
+        raise UserError(str(exc), 1) from None
+    opts.event, opts.sampling = settled.event, settled.sampling
+    if settled.note:
+        print(f"bpfprof: {settled.note}", file=sys.stderr)
+
+
 def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
-    from profiler.record import StopFlag, preflight, record
+    from profiler.progress import Progress
+    from profiler.record import StopFlag, live_stats, preflight, record
 
     preflight()  # before the symbolizer pulls in numpy: a non-root user hears why at once
     opts = build_record_options(ns, command)
+    _settle_event(opts, ns)
     stem = "bpfprof-" + time.strftime("%Y%m%d-%H%M%S")
     outputs = resolve_outputs(ns.output, ns.format, stem)
 
@@ -273,7 +340,14 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
         if not os.path.isdir(d):
             raise UserError(f"--debuginfo-dir {d}: no such directory", 2)
     symbolizer_options = {"lines": ns.lines, "demangle": not ns.no_demangle, "debug_dirs": ns.debuginfo_dir}
-    with LazySymbolizer(**symbolizer_options) as symbolizers, StopFlag() as stop:
+    # a status line on a terminal; not with -- COMMAND, whose output would run into it
+    progress = Progress(sys.stderr, enabled=not ns.quiet and not command)
+    with LazySymbolizer(**symbolizer_options) as symbolizers, StopFlag() as stop, progress:
+
+        def on_tick(sampler, elapsed: float) -> None:
+            symbolizers.on_tick(sampler, elapsed)
+            progress.tick(elapsed, lambda: live_stats(sampler))
+
         dwarf = None
         if opts.dwarf_stack_size:
             from profiler.dwarf import DwarfAggregator
@@ -283,14 +357,18 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
             opts,
             stop,
             on_new_process=symbolizers.on_new_process,
-            on_tick=symbolizers.on_tick,
+            on_tick=on_tick,
             on_attached=lambda: symbolizers.warm_up(kernel=opts.kernel_stacks),
             dwarf=dwarf,
         )
+        progress.clear()
         t_stop = time.monotonic()
         symbolizer = symbolizers.wait()
         profile = _symbolize(result, symbolizer, opts, ns)
-        written = _write_outputs(profile, outputs, ns)
+        symbolizers.fill_processes(profile.meta)
+        recordings = [o for o in outputs if o.fmt == "bpfprof"]
+        written = _write_outputs(profile, [o for o in outputs if o.fmt != "bpfprof"], ns)
+        written += _save_recordings(result, symbolizer, profile, opts, recordings)
         if not ns.quiet:
             from profiler.summary import print_summary
 
@@ -316,22 +394,49 @@ def _symbolize(result, symbolizer, opts, ns):
     return symbolize_profile(result.raw, symbolizer, meta, lines=ns.lines)
 
 
+def _save_recordings(result, symbolizer, profile, opts, outputs: list[OutputTarget]) -> list[OutputTarget]:
+    """Write the raw recording (profiler/saved.py) to each .bpfprof output."""
+    if not outputs:
+        return []
+    from profiler import saved
+
+    recording = saved.from_run(result, symbolizer, profile.meta, opts)
+    for out in outputs:
+        try:
+            saved.save(out.path, recording)
+        except OSError as exc:
+            raise UserError(f"cannot write {out.path}: {exc.strerror or exc}", 1) from exc
+    return outputs
+
+
 def _write_outputs(profile, outputs: list[OutputTarget], ns: argparse.Namespace) -> list[OutputTarget]:
     from exporters.folded import FoldedOptions, write_folded
     from exporters.output import write_profile
+    from exporters.roots import with_roots
     from exporters.svg import SvgOptions
 
-    folded_options = FoldedOptions(delimit=ns.delimit, annotate_kernel=ns.annotate_kernel, lines=ns.lines)
+    folded_options = FoldedOptions(
+        delimit=ns.delimit, annotate_kernel=ns.annotate_kernel, lines=ns.lines, weight=ns.weight or "samples"
+    )
     title = ns.title or (" ".join(profile.meta.command) if profile.meta.command else "bpfprof")
-    svg_options = SvgOptions(title=title, delimit=ns.delimit, lines=ns.lines)
+    count_name = "samples"
+    if ns.weight == "period":
+        count_name = "ns" if profile.meta.period_unit == "nanoseconds" else "events"
+    svg_options = SvgOptions(title=title, delimit=ns.delimit, lines=ns.lines, count_name=count_name)
     written = []
+    # py-spy's roots in the stack-drawing formats; speedscope names a profile per process instead
+    rooted = with_roots(profile, threads=ns.threads, processes=ns.processes)
     for out in outputs:
         if out.path == "-":
-            write_folded(profile, sys.stdout, folded_options)
+            write_folded(rooted, sys.stdout, folded_options)
             sys.stdout.flush()
             continue
         try:
-            write_profile(profile, out.path, out.fmt, folded_options=folded_options, svg_options=svg_options)
+            write_profile(
+                profile if out.fmt == "speedscope" else rooted, out.path, out.fmt,
+                folded_options=folded_options, svg_options=svg_options,
+                weight=ns.weight,
+            )  # fmt: skip
         except OSError as exc:
             raise UserError(f"cannot write {out.path}: {exc.strerror or exc}", 1) from exc
         written.append(out)
@@ -348,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().print_help(sys.stderr)
             return 2
         if ns.cmd == "record":
+            # Outside the recording (where StopFlag turns it into "stop and write"), a Ctrl-C ends the
+            # process the plain way: never a KeyboardInterrupt traceback from a half-done exit (issue #7)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             return cmd_record(ns, command)
         if getattr(ns, "run", None) is not None:
             return ns.run(ns, command)

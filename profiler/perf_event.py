@@ -14,6 +14,8 @@ PERF_TYPE_HARDWARE = 0
 PERF_TYPE_SOFTWARE = 1
 PERF_TYPE_HW_CACHE = 3
 PERF_TYPE_RAW = 4
+PERF_TYPE_BREAKPOINT = 5
+PERF_TYPE_MAX = 6  # dynamic PMUs (sysfs .../PMU/type) have types from here up
 
 PERF_COUNT_SW_CPU_CLOCK = 0
 PERF_COUNT_SW_TASK_CLOCK = 1
@@ -28,6 +30,10 @@ ATTR_EXCLUDE_USER = 1 << 4
 ATTR_EXCLUDE_KERNEL = 1 << 5
 ATTR_EXCLUDE_HV = 1 << 6
 ATTR_FREQ = 1 << 10
+
+PERF_FORMAT_TOTAL_TIME_ENABLED = 1 << 0
+PERF_FORMAT_TOTAL_TIME_RUNNING = 1 << 1
+READ_FORMAT_TIMES = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING
 
 _SYSCALL_NR = {"x86_64": 298, "aarch64": 241}
 
@@ -111,7 +117,10 @@ def max_sample_rate(path: str = "/proc/sys/kernel/perf_event_max_sample_rate") -
 
 
 class PerfEventError(OSError):
-    """perf_event_open failed; the message says what to do."""
+    """perf_event_open failed; the message (str) says what to do."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -134,24 +143,138 @@ def perf_event_open(
     return fd
 
 
-def explain_open_error(err: OSError, event: EventSpec, sampling: SamplingSpec, cpu: int) -> PerfEventError:
-    """Turn a perf_event_open errno into one sentence of what is wrong and what to do."""
+def build_count_attr(event: EventSpec, *, disabled: bool = False) -> bytes:
+    """The ``struct perf_event_attr`` bytes for counting (no sampling), as ``perf stat`` opens them.
+
+    read_format is TOTAL_TIME_ENABLED|TOTAL_TIME_RUNNING; exclude_hv is left clear because some PMUs
+    (msr) refuse any exclude bit.
+    """
+    flags = 0
+    if event.exclude_user:
+        flags |= ATTR_EXCLUDE_USER
+    if event.exclude_kernel:
+        flags |= ATTR_EXCLUDE_KERNEL
+    if disabled:
+        flags |= ATTR_DISABLED
+    head = struct.pack(
+        "<IIQQQQQIIQQ",
+        event.type, PERF_ATTR_SIZE, event.config, 0, 0, READ_FORMAT_TIMES, flags,
+        0, 0, event.config1, event.config2,
+    )  # fmt: skip
+    return head + bytes(PERF_ATTR_SIZE - len(head))
+
+
+def probe_event(event: EventSpec, *, pid: int = 0, cpu: int = -1) -> OSError | None:
+    """Open ``event`` counting for a moment, by default on this process: None if it opens, else the error.
+
+    ``pid=-1, cpu=N`` probes the system-wide form (uncore and msr-like PMUs count only that way).
+    """
+    try:
+        fd = perf_event_open(build_count_attr(event), pid, cpu)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    return None
+
+
+# Core PMUs register as PERF_TYPE_RAW (x86 "cpu", arm_pmu's first PMU); hybrid x86 has cpu_core/cpu_atom.
+_CORE_PMU_NAMES = ("cpu", "cpu_core", "cpu_atom")
+
+
+def has_core_pmu(root: str = "/sys/bus/event_source/devices") -> bool:
+    """Whether the kernel registered a CPU PMU (hardware counters) on this machine."""
+    base = Path(root)
+    if any((base / name).is_dir() for name in _CORE_PMU_NAMES):
+        return True
+    for d in base.glob("*"):
+        try:
+            if int((d / "type").read_text()) == PERF_TYPE_RAW:
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def working_software_events() -> list[str]:
+    """The names of the software events this process can open here (probed one by one)."""
+    from profiler.events import SOFTWARE_EVENTS  # the name tables sit above this layer
+
+    return [ev.name for ev in SOFTWARE_EVENTS if probe_event(ev.spec()) is None]
+
+
+def no_pmu_message(name: str, working: list[str]) -> str:
+    """The one sentence for a hardware event on a machine that exposes no hardware counters."""
+    works = ", ".join(working) if working else "cpu-clock"
+    return (
+        f"this machine exposes no hardware counters (a virtual machine?), so {name} cannot be opened; "
+        f"the software events work here ({works}), e.g. -e cpu-clock; for hardware counters run on "
+        "bare metal or in a VM with a virtual PMU (KVM/QEMU: -cpu host, VMware: virtualize CPU "
+        "performance counters)"
+    )
+
+
+_HARDWARE_TYPES = (PERF_TYPE_HARDWARE, PERF_TYPE_HW_CACHE, PERF_TYPE_RAW)
+
+
+def explain_open_error(
+    err: OSError,
+    event: EventSpec,
+    sampling: SamplingSpec | None,
+    cpu: int,
+    *,
+    working_software: list[str] | None = None,
+    core_pmu: bool | None = None,
+) -> PerfEventError:
+    """Turn a perf_event_open errno into one sentence of what is wrong and what to do.
+
+    ``sampling`` is None for a counting event. ``working_software`` and ``core_pmu`` default to probing
+    this machine (only when the error is a hardware event that did not open).
+    """
     code = err.errno
-    if code in (errno.ENOENT, errno.EOPNOTSUPP) and event.type in (
-        PERF_TYPE_HARDWARE,
-        PERF_TYPE_HW_CACHE,
-        PERF_TYPE_RAW,
-    ):
-        msg = (
-            f"this machine exposes no hardware counters for {event.name} (a virtual machine?); "
-            "use a software event such as -e cpu-clock, or run on bare metal or a VM with a vPMU"
-        )
+    hardware = event.type in _HARDWARE_TYPES or event.type >= PERF_TYPE_MAX
+    if code in (errno.ENOENT, errno.EOPNOTSUPP) and hardware:
+        if core_pmu is None:
+            core_pmu = has_core_pmu()
+        if event.type in _HARDWARE_TYPES and not core_pmu:
+            if working_software is None:
+                working_software = working_software_events()
+            msg = no_pmu_message(event.name, working_software)
+        elif code == errno.EOPNOTSUPP and sampling is not None:
+            msg = (
+                f"the PMU can count {event.name} but not sample it (EOPNOTSUPP); count it with "
+                "bpfprof stat, or sample another event"
+            )
+        else:
+            msg = (
+                f"this machine's PMU does not support {event.name} ({os.strerror(code or 0)}); "
+                "bpfprof list shows the events that work here"
+            )
     elif code in (errno.EACCES, errno.EPERM):
         msg = "not allowed to open perf events: run as root or with CAP_PERFMON (and CAP_BPF)"
-    elif code == errno.EINVAL and sampling.frequency is not None and sampling.frequency > max_sample_rate():
+    elif (
+        code == errno.EINVAL
+        and sampling is not None
+        and sampling.frequency is not None
+        and sampling.frequency > max_sample_rate()
+    ):
         msg = (
             f"sampling frequency {sampling.frequency} Hz is above kernel.perf_event_max_sample_rate "
             f"({max_sample_rate()}); lower -F"
+        )
+    elif (
+        code == errno.EINVAL
+        and event.type >= PERF_TYPE_MAX
+        and sampling is not None
+        and probe_event(event) is None
+    ):
+        msg = (
+            f"the PMU can count {event.name} but not sample it (msr and uncore PMUs cannot); count it "
+            "with bpfprof stat, or sample another event"
+        )
+    elif code == errno.EINVAL and event.type >= PERF_TYPE_MAX:
+        msg = (
+            f"the PMU refused {event.name} (invalid argument): check its terms against bpfprof list; "
+            "msr and uncore PMUs take no :u or :k, and uncore ones count only system-wide"
         )
     elif code == errno.ENODEV:
         msg = f"CPU {cpu} is not online; choose online CPUs with -C"

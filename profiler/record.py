@@ -55,11 +55,11 @@ class RecordResult:
     attach_s: float  # from start of record() to sampling attached
 
 
-def preflight(btf: str = "/sys/kernel/btf/vmlinux", euid: int | None = None) -> None:
+def preflight(btf: str = "/sys/kernel/btf/vmlinux", euid: int | None = None, command: str = "record") -> None:
     """Fail early, in one sentence, where BPF profiling cannot work here."""
     if (os.geteuid() if euid is None else euid) != 0:
         raise UserError(
-            "bpfprof record needs root (or CAP_BPF and CAP_PERFMON): run it with sudo", exit_code=1
+            f"bpfprof {command} needs root (or CAP_BPF and CAP_PERFMON): run it with sudo", exit_code=1
         )
     if not Path(btf).exists():
         raise UserError(
@@ -84,6 +84,10 @@ class StopFlag:
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.signal = signum
 
+    def request(self) -> None:
+        """Stop as Ctrl-C would (`top`'s `q` key, a closed output pipe)."""
+        self.signal = signal.SIGINT
+
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
@@ -93,10 +97,62 @@ class StopFlag:
         return self.signal is not None
 
 
+def start_time(pid: int, proc: str = "/proc") -> int | None:
+    """The start time of process ``pid`` (proc(5) /proc/PID/stat field 22, clock ticks after boot),
+    or None when it is gone: with the PID it names one process, even when the PID is reused."""
+    try:
+        stat = Path(f"{proc}/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()  # fields from the 3rd (state) on
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _same_process(pid: int, started: int | None) -> bool:
+    """True while ``pid`` is alive and still the process that had start time ``started``."""
+    return process_alive(pid) and (started is None or start_time(pid) == started)
+
+
+# Kernel memory per entry of the BPF maps sized by the user (an estimate with the kernel's own
+# per-element overhead): a stack-map bucket holds MAX_STACK_DEPTH ips; a counts element a key and value.
+STACK_ENTRY_BYTES = 8 * 127 + 32
+COUNTS_ENTRY_BYTES = 36 + 16 + 64
+
+
+def check_map_memory(opts: RecordOptions, meminfo: str = "/proc/meminfo") -> None:
+    """Refuse map sizes the kernel cannot hold before asking it: it may spend many seconds trying."""
+    buckets = 1 << max(0, opts.stack_storage_size - 1).bit_length()  # rounded up to a power of 2
+    need = buckets * STACK_ENTRY_BYTES + opts.counts_size * COUNTS_ENTRY_BYTES
+    try:
+        text = Path(meminfo).read_text()
+        available = int(text.split("MemAvailable:", 1)[1].split()[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        return
+    if need > available // 2:
+        raise UserError(
+            f"--stack-storage-size {opts.stack_storage_size} and --counts-size {opts.counts_size} need "
+            f"about {need / 2**30:.1f} GiB of kernel memory, more than half of what is available "
+            f"({available / 2**30:.1f} GiB): lower them",
+            2,
+        )
+
+
 def _explain_libbpf(exc: LibbpfError) -> UserError:
     if exc.errno in (errno.EPERM, errno.EACCES):
         return UserError(
             "the kernel refused to load BPF programs: run as root or with CAP_BPF and CAP_PERFMON", 1
+        )
+    if "kernel BTF" in exc.log:  # libbpf: "failed to find valid kernel BTF" (ESRCH)
+        return UserError(
+            "libbpf found no kernel BTF, which bpfprof's CO-RE programs need: use a kernel built with "
+            "CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2020)",
+            1,
+        )
+    if exc.errno in (errno.ENOMEM, errno.E2BIG):
+        return UserError(
+            f"BPF set-up failed: {exc}; the kernel could not make the maps this large: lower "
+            "--stack-storage-size or --counts-size",
+            1,
         )
     detail = f" ({exc.log.splitlines()[-1]})" if exc.log.strip() else ""
     return UserError(f"BPF set-up failed: {exc}{detail}", 1)
@@ -109,11 +165,19 @@ def record(
     on_tick: Callable[[Sampler, float], None] | None = None,
     on_attached: Callable[[], None] | None = None,
     dwarf: DwarfAggregator | None = None,
+    on_detached: Callable[[Sampler], None] | None = None,
 ) -> RecordResult:
-    """Profile until the duration ends, ``stop`` is set, or every target has exited."""
+    """Profile until the duration ends, ``stop`` is set, or every target has exited.
+
+    ``on_detached(sampler)`` is called once sampling has stopped, before the maps are drained (`top`
+    reads its last counts there)."""
     preflight()
     t0 = time.monotonic()
     check_pids(opts.pids)
+    check_map_memory(opts)
+    # a PID names the target only while its start time is the same: a PID reused after the target
+    # exited is another process (issue #7)
+    started_at = {pid: start_time(pid) for pid in opts.pids}
     launched = LaunchedCommand(opts.command) if opts.command else None
     targets = list(opts.pids)
     if launched:
@@ -162,11 +226,13 @@ def record(
             launched.release()
         if on_attached:
             on_attached()
-        stopped_by = _wait(opts, stop, sampler, launched, started, on_tick)
+        stopped_by = _wait(opts, stop, sampler, launched, started, on_tick, started_at)
         duration = time.monotonic() - started
         sampler.detach()
         while sampler.poll(0) > 0:  # the last notices and samples
             pass
+        if on_detached:
+            on_detached(sampler)
         raw = drain(sampler)
         if dwarf is not None:
             dwarf.add_to(raw, sampler)
@@ -187,7 +253,9 @@ def _wait(
     launched: LaunchedCommand | None,
     started: float,
     on_tick: Callable[[Sampler, float], None] | None,
+    started_at: dict[int, int | None] | None = None,
 ) -> str:
+    started_at = started_at or {}
     deadline = started + opts.duration_s if opts.duration_s else None
     while True:
         if stop.set:
@@ -199,7 +267,7 @@ def _wait(
         sampler.poll(timeout)
         if launched is not None and launched.wait():
             return "targets exited"
-        if opts.pids and not launched and not any(process_alive(p) for p in opts.pids):
+        if opts.pids and not launched and not any(_same_process(p, started_at.get(p)) for p in opts.pids):
             return "targets exited"
         if on_tick:
             on_tick(sampler, time.monotonic() - started)
@@ -222,13 +290,18 @@ STAT_NAMES = {
 }
 
 
+def live_stats(sampler: Sampler) -> dict[str, int]:
+    """The loss and sample counters by name (STAT_NAMES), read while sampling goes on."""
+    return {STAT_NAMES[k]: v for k, v in sampler.read_stats().items()}
+
+
 def drain(sampler: Sampler) -> RawProfile:
     """Read counts, the stacks they name, and the loss counters into a RawProfile."""
     records = sampler.read_counts()
     ids = {r.user_stack_id for r in records if r.user_stack_id >= 0}
     ids |= {r.kernel_stack_id for r in records if r.kernel_stack_id >= 0}
     stacks = sampler.read_stacks(ids)
-    raw = RawProfile(stats={STAT_NAMES[k]: v for k, v in sampler.read_stats().items()})
+    raw = RawProfile(stats=live_stats(sampler))
     vanished = 0
     for r in records:
         u_status, k_status = stack_status(r.user_stack_id), stack_status(r.kernel_stack_id)

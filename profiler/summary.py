@@ -99,7 +99,9 @@ def print_summary(
     stats = raw.stats
     kept = stats.get("kept", 0)
     dur = raw.duration_s
-    rate = f"{opts.sampling.frequency} Hz" if opts.sampling.frequency else f"every {opts.sampling.period} ns"
+    unit = "ns" if opts.event.is_timer else f"{opts.event.name} events"
+    smp = opts.sampling
+    rate = f"{smp.frequency} Hz" if smp.frequency else f"every {smp.period} {unit}"
     pids = {s.pid for s in profile.samples}
     print(
         f"bpfprof: {kept} samples in {dur:.2f} s ({kept / dur if dur else 0:.1f}/s; {len(opts.cpus)} CPUs "

@@ -11,10 +11,14 @@ cd "$(dirname "$0")/.."
 
 pkgs=(python3 python3-venv python3-pip python3-setuptools python3-numpy python3-psutil python3-pytest
       python3-hypothesis libbpf1 libbpf-dev clang llvm bpftool gcc libc6-dev util-linux)
-# --test: also what only the tests use: node (the flame graph's JavaScript; JIT perf maps), debuginfod
+# --test: also what only the tests use: chromium and python3-websocket (the SVG in a real browser, over
+# the DevTools protocol), node (the flame graph's JavaScript; JIT perf maps), debuginfod
 # (a real server for the client), g++ (demangling), gdb (unwinder reference), libc6-dbg (libc lines),
-# xz-utils (MiniDebugInfo fixtures)
-[ "${1:-}" = --test ] && pkgs+=(nodejs debuginfod g++ gdb libc6-dbg binutils xz-utils)
+# xz-utils (MiniDebugInfo fixtures), golang-go (`go tool pprof` reads the pprof output), tmux (a real
+# terminal for `bpfprof top` and the progress line), linux-perf (`perf stat -vv` is the reference for
+# event attrs)
+[ "${1:-}" = --test ] && pkgs+=(nodejs debuginfod g++ gdb libc6-dbg binutils xz-utils golang-go tmux linux-perf
+                                     chromium python3-websocket)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -7,9 +7,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
+
+# The fuzz tests (the parsers' @given tests) have a fixed budget: each its own max_examples (100 where it
+# sets none), derandomized so every run tries the same inputs, with no deadline and no example database.
+# Profile "ci" is the default; `pytest --hypothesis-profile=explore` draws new random inputs instead.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None)
+settings.load_profile("ci")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,6 +6,7 @@ input raises ``ElfError`` (never IndexError, a hang, or a read past the end).
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import struct
@@ -125,13 +126,26 @@ class ElfFile:
     ``with``) unmaps. Raises ``ElfError`` for corrupt or unsupported input.
     """
 
-    __slots__ = ("_build_id", "_data", "_mmap", "_symbols", "elf_type", "machine", "sections", "segments")
+    __slots__ = (
+        "_build_id",
+        "_data",
+        "_load_arrays",
+        "_mmap",
+        "_symbols",
+        "elf_type",
+        "machine",
+        "sections",
+        "segments",
+    )
 
     def __init__(self, data: Buffer, owned_mmap: mmap.mmap | None = None) -> None:
         self._data: Buffer = data
         self._mmap = owned_mmap
         self._symbols: SymbolTable | None = None
         self._build_id: tuple[bytes | None] | None = None
+        self._load_arrays: (
+            tuple[tuple[Segment, ...], tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None
+        ) = None
         try:
             self._parse_headers()
         except ElfError:
@@ -376,6 +390,13 @@ class ElfFile:
         Where the mask is False the vaddr is 0. Arithmetic is modulo 2**64, like the ELF's own.
         """
         offs = np.asarray(file_offs, dtype=np.uint64)
+        table = self._disjoint_loads()
+        if table is not None:  # the usual case: one searchsorted over the segments' file ranges
+            starts, ends, vaddrs = table
+            i = np.searchsorted(starts, offs, side="right").astype(np.int64) - 1
+            safe = np.maximum(i, 0)
+            found = (i >= 0) & (offs < ends[safe])
+            return np.where(found, offs - starts[safe] + vaddrs[safe], np.uint64(0)), found
         out = np.zeros(offs.shape, dtype=np.uint64)
         found = np.zeros(offs.shape, dtype=bool)
         for seg in reversed(self.load_segments):  # the first matching segment wins, as in the scalar form
@@ -383,6 +404,27 @@ class ElfFile:
             out[inside] = offs[inside] - np.uint64(seg.offset) + np.uint64(seg.vaddr)
             found |= inside
         return out, found
+
+    def _disjoint_loads(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """File starts, ends and vaddrs (uint64) of the non-empty PT_LOADs sorted by file offset, when
+        their file ranges do not overlap (then at most one holds an offset); else None.
+
+        Made once per ``segments`` (a saved recording may replace them with the binary's own).
+        """
+        made = self._load_arrays
+        if made is None or made[0] is not self.segments:
+            segs = sorted((s for s in self.load_segments if s.filesz > 0), key=lambda s: s.offset)
+            disjoint = all(a.offset + a.filesz <= b.offset for a, b in itertools.pairwise(segs))
+            cols = [[s.offset for s in segs], [s.offset + s.filesz for s in segs], [s.vaddr for s in segs]]
+            arrays = None  # none, or overlapping: the loop of file_offsets_to_vaddrs
+            if segs and disjoint and all(v <= 2**64 - 1 for col in cols for v in col):
+                arrays = (
+                    np.array(cols[0], np.uint64),
+                    np.array(cols[1], np.uint64),
+                    np.array(cols[2], np.uint64),
+                )
+            made = self._load_arrays = (self.segments, arrays)
+        return made[1]
 
     def symbols(self) -> SymbolTable:
         """Function symbols of ``.symtab`` merged with ``.dynsym``, read in bulk; cached.

@@ -44,6 +44,24 @@ class LazyNames(Sequence[str | None]):
     def __iter__(self) -> Iterator[str | None]:
         return (self[i] for i in range(len(self)))
 
+    def get_many(self, indices: np.ndarray | list[int]) -> list[str | None]:
+        """``self[i]`` for each index (all in range), decoded in one pass and not cached."""
+        idx = np.asarray(indices, dtype=np.int64)
+        blob = self._blob
+        return [
+            None if start < 0 else blob[start:end].decode(errors="replace")
+            for start, end in zip(self._starts[idx].tolist(), self._ends[idx].tolist(), strict=True)
+        ]
+
+
+def names_at(names: Sequence[str | None], indices: list[int]) -> list[str | None]:
+    """``names[i]`` for each index (-1: None); in one pass when ``names`` is ``LazyNames``."""
+    if isinstance(names, LazyNames):
+        good = [i for i in indices if i >= 0]
+        found = iter(names.get_many(good))
+        return [next(found) if i >= 0 else None for i in indices]
+    return [names[i] if i >= 0 else None for i in indices]
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class KernelSymbols:
@@ -64,18 +82,16 @@ class KernelSymbols:
     def __len__(self) -> int:
         return len(self.names)
 
-    def lookup(self, abs_addrs: Sequence[int] | np.ndarray) -> list[tuple[str | None, str | None]]:
-        """``(function, module)`` for each absolute kernel address, in order; ``(None, None)`` when unknown.
+    def lookup_indices(self, abs_addrs: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Index into ``addrs`` of the symbol holding each absolute kernel address (int64), -1 where none.
 
         An address belongs to the symbol at or below it, up to the next symbol and at most
-        ``MAX_KERNEL_SYMBOL_SIZE`` bytes past its start. Restricted symbols resolve nothing.
+        ``MAX_KERNEL_SYMBOL_SIZE`` bytes past its start. The symbol found may be a boundary (its name is
+        None: no function). Restricted symbols hold nothing.
         """
-        n = len(abs_addrs)
-        if n == 0:
-            return []
-        if self.restricted or len(self.addrs) == 0:
-            return [(None, None)] * n
         q = np.asarray(abs_addrs, dtype=np.uint64)
+        if self.restricted or len(self.addrs) == 0 or len(q) == 0:
+            return np.full(q.shape, -1, np.int64)
         idx = np.searchsorted(self.addrs, q, side="right").astype(np.int64) - 1
         safe = np.maximum(idx, 0)
         nxt = np.minimum(safe + 1, len(self.addrs) - 1)
@@ -83,10 +99,22 @@ class KernelSymbols:
         start = self.addrs[safe]
         cap = start + np.minimum(np.uint64(MAX_KERNEL_SYMBOL_SIZE), np.uint64(2**64 - 1) - start)
         ok = (idx >= 0) & (q < np.minimum(end, cap))
+        return np.where(ok, idx, -1)
+
+    def lookup(self, abs_addrs: Sequence[int] | np.ndarray) -> list[tuple[str | None, str | None]]:
+        """``(function, module)`` for each absolute kernel address, in order; ``(None, None)`` when unknown.
+
+        See ``lookup_indices`` for which symbol holds an address; restricted symbols resolve nothing.
+        """
+        n = len(abs_addrs)
+        if n == 0:
+            return []
+        if self.restricted or len(self.addrs) == 0:
+            return [(None, None)] * n
         names, modules = self.names, self.modules
         out: list[tuple[str | None, str | None]] = []
-        for i, good in zip(safe.tolist(), ok.tolist(), strict=True):
-            name = names[i] if good else None  # one (lazy, decoding) name read per address
+        for i in self.lookup_indices(abs_addrs).tolist():
+            name = names[i] if i >= 0 else None  # one (lazy, decoding) name read per address
             out.append((name, modules[i]) if name is not None else (None, None))
         return out
 

@@ -151,6 +151,32 @@ class SymbolTable:
         self._names[index] = name
         return name
 
+    def names_of(self, indices: np.ndarray | list[int]) -> list[str | None]:
+        """``name(i)`` for each index into ``addrs`` (-1: None), decoded in one pass and not cached."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(self.addrs) == 0:
+            return [None] * len(idx)
+        ok = idx >= 0
+        safe = np.where(ok, idx, 0)
+        srcs = self.name_srcs[safe].tolist() if len(self._strings) > 1 else None
+        offs = self.name_offs[safe].tolist()
+        out: list[str | None] = []
+        tables = self._strings
+        table = tables[0] if tables else None
+        for k, (good, off) in enumerate(zip(ok.tolist(), offs, strict=True)):
+            if not good:
+                out.append(None)
+                continue
+            src = tables[srcs[k]] if srcs is not None else table
+            assert src is not None  # an index >= 0 exists only when there are string tables
+            pos = src.start + off
+            if not src.start <= pos < src.end:
+                out.append(None)
+                continue
+            nul = src.buf.find(b"\0", pos, src.end)
+            out.append(src.buf[pos : src.end if nul < 0 else nul].decode("utf-8", "replace"))
+        return out
+
     def lookup(self, elf_vaddrs: np.ndarray) -> list[str | None]:
         """The function name covering each ELF virtual address, in order; None where no symbol does."""
         return [None if i < 0 else self.name(i) for i in self.lookup_indices(elf_vaddrs).tolist()]

@@ -64,10 +64,36 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "bpf_map__set_value_size": (c_int, [c_void_p, ctypes.c_uint32]),
     "ring_buffer__free": (None, [c_void_p]),
     "libbpf_num_possible_cpus": (c_int, []),
+    "bpf_prog_test_run_opts": (c_int, [c_int, c_void_p]),
     "libbpf_set_print": (c_void_p, [PRINT_FN]),
     "libbpf_major_version": (ctypes.c_uint32, []),
     "libbpf_minor_version": (ctypes.c_uint32, []),
 }
+
+
+class BpfTestRunOpts(ctypes.Structure):
+    """``struct bpf_test_run_opts`` (libbpf bpf.h, 1.0+): BPF_PROG_TEST_RUN's arguments."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("data_in", c_void_p),
+        ("data_out", c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", c_void_p),
+        ("ctx_out", c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+BPF_F_TEST_RUN_ON_CPU = 1 << 0  # include/uapi/linux/bpf.h: run a raw_tp program on opts.cpu
 
 
 class Libbpf:

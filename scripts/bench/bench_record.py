@@ -9,6 +9,7 @@ Run as root: `.venv/bin/python scripts/bench/bench_record.py [--runs 3] [--out B
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -124,6 +125,25 @@ def slowdown(work: Path, rounds: int, hz: int) -> dict[str, float]:
     return {name: under(cmd, work, rounds) for name, cmd in cmds.items()}
 
 
+def prog_stats(name: str, pid: int) -> tuple[int, int]:
+    """run_time_ns and run_cnt of program ``name`` held by process ``pid`` (others may run bpfprof too):
+    its program ids from /proc/PID/fdinfo (``prog_id:``), their stats from ``bpftool -j prog show``."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        for line in info.splitlines():
+            if line.startswith("prog_id:"):
+                ids.add(int(line.split()[1]))
+    show = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    for prog in json.loads(show):
+        if prog.get("name") == name and prog.get("id") in ids:
+            return prog.get("run_time_ns", 0), prog.get("run_cnt", 0)
+    raise RuntimeError(f"no BPF program {name} held by pid {pid}")
+
+
 def bpf_cost(work: Path) -> dict[str, float]:
     """Mean ns per run of each sampler program (kernel.bpf_stats_enabled), under a busy workload."""
     out = {}
@@ -137,11 +157,7 @@ def bpf_cost(work: Path) -> dict[str, float]:
         try:
             time.sleep(1.0)
             workload_time(work, 1500)
-            show = subprocess.run(
-                ["bpftool", "prog", "show", "name", prog], capture_output=True, text=True
-            ).stdout
-            ns = int(show.split("run_time_ns ")[1].split()[0])
-            runs = int(show.split("run_cnt ")[1].split()[0])
+            ns, runs = prog_stats(prog, prof.pid)
             out[f"{mode} ({prog})"] = ns / max(runs, 1)
         finally:
             prof.send_signal(signal.SIGINT)

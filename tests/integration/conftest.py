@@ -64,7 +64,7 @@ def our_programs() -> list[str]:
     """Loaded BPF programs of ours (bpftool prog show), by name."""
     bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
     out = subprocess.run([bpftool, "prog", "show"], capture_output=True, text=True, check=True).stdout
-    return re.findall(r"name (do_sample|on_fork)\b", out)
+    return re.findall(r"name (do_sample|on_fork|stat_switch|stat_flush|stat_fork)\b", out)
 
 
 @pytest.fixture(autouse=True)

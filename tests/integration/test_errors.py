@@ -41,12 +41,33 @@ CASES = [
     (["record", "-o", "x.folded", "--", "/no/such/command"], "cannot run"),
     (["record", "-p", "1", "--", "true"], "not both"),
     (["frobnicate"], "invalid choice"),
+    # record's remaining paths ({tmp} is the test's temporary directory, which holds a directory x.svg)
+    (["record", "-F", "abc"], "not a whole number"),
+    (["record", "-c", "0"], "must be positive"),
+    (["record", "-c", "abc"], "not a whole number"),
+    (["record", "-d", "0"], "positive number of seconds"),
+    (["record", "-d", "nan"], "positive number of seconds"),
+    (["record", "--call-graph", "lbr"], "use fp or dwarf"),
+    (["record", "--call-graph", "dwarf,1000"], "multiple of 4096"),
+    (["record", "--stack-storage-size", "0"], "must be positive"),
+    (["record", "--stack-storage-size", "1073741824"], "GiB of kernel memory"),
+    (["record", "--counts-size", "1073741824"], "GiB of kernel memory"),
+    (["record", "--debuginfo-dir", "/nonexistent-dir"], "no such directory"),
+    (["record", "-a", "-p", "1"], "whole machine"),
+    (["record", "-p", "0"], "bad PID"),
+    (["record", "-p"], "expected one argument"),
+    (["record", "-C", "1-0"], "bad CPU range"),
+    (["record", "--frobnicate"], "unrecognized arguments"),
+    (["record", "-d", "0.5", "-o", "{tmp}/x.svg"], "Is a directory"),
+    (["record", "-d", "0.5", "-o", "/sys/x.svg"], "cannot write"),
+    (["record", "-o", "{tmp}/x.folded", "--", "/etc/passwd"], "Permission denied"),
 ]
 
 
 @pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_bad_input_gets_one_sentence(args: list[str], message: str, tmp_path: Path) -> None:
-    r = bpfprof(*args)
+    (tmp_path / "x.svg").mkdir()  # an output path that is a directory
+    r = bpfprof(*(a.format(tmp=tmp_path) for a in args))
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
@@ -101,3 +122,34 @@ def test_missing_privileges_get_one_sentence(setpriv_args: list[str], message: s
     assert "Traceback" not in r.stderr
     assert message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("vmlinux", "message"),
+    [
+        (None, "exposes no BTF"),  # no /sys/kernel/btf/vmlinux: bpfprof's own check says so
+        (b"", "libbpf found no kernel BTF"),  # a file libbpf cannot use: the loader's error says so
+        (b"\x9f\xeb\x01\x00" + bytes(60), "libbpf found no kernel BTF"),  # BTF magic, then garbage
+    ],
+    ids=["absent", "empty", "corrupt"],
+)
+def test_no_btf_gets_one_sentence(vmlinux: bytes | None, message: str, tmp_path: Path) -> None:
+    """A kernel without BTF, simulated for bpfprof alone: a private mount namespace with a tmpfs over
+    /sys/kernel/btf (unshare(1), util-linux), holding no vmlinux or an unusable one."""
+    script = "mount -t tmpfs none /sys/kernel/btf"
+    if vmlinux is not None:
+        (tmp_path / "vmlinux").write_bytes(vmlinux)
+        script += f" && cp {tmp_path / 'vmlinux'} /sys/kernel/btf/vmlinux"
+    script += ' && exec "$@"'
+    out = tmp_path / "x.folded"
+    r = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+         sys.executable, "-m", "profiler", "record", "-d", "1", "-o", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("bpfprof: ")
+    assert message in r.stderr, r.stderr
+    assert not out.exists()

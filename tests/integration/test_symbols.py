@@ -91,7 +91,7 @@ def test_short_lived_commands_back_to_back(cpu_split: Path, tmp_path: Path) -> N
     total = sum(ours.values())
     assert total > 1000, r.stderr  # ~2 s at 999 Hz
     named = sum(c for s, c in ours.items() if any(f in s for f in ("func_a", "func_b", "func_c", "main")))
-    assert named / total > 0.97, sorted(ours.items(), key=lambda kv: -kv[1])[:5]
+    assert named / total > 0.97, (sorted(ours.items(), key=lambda kv: -kv[1])[:5], r.stderr)
 
 
 def test_lines_give_py_spy_style_frames(cpu_split: Path, tmp_path: Path) -> None:

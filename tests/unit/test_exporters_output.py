@@ -61,7 +61,7 @@ def test_unknown_explicit_format_lists_the_known_ones():
 
 
 def test_formats_registry():
-    assert set(FORMATS) == {"folded", "speedscope", "svg"}
+    assert set(FORMATS) == {"folded", "speedscope", "svg", "pprof"}
     assert FORMATS["speedscope"].extensions == (".speedscope.json", ".json")
     extensions, writer = FORMATS["folded"]
     assert extensions == (".folded", ".txt")

@@ -1,0 +1,301 @@
+"""`bpfprof report FILE`: render a saved recording (``record -o run.bpfprof``) or folded stacks later.
+
+A recording is named from what it saved (maps, build-ids, kernel symbols, JIT entries) and the
+binaries or debug files found now (unwind/saved.py); the same summary as record's is printed.
+Folded stacks (any tool's, recognised by content) are drawn as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from profiler.errors import UserError
+
+if TYPE_CHECKING:
+    from exporters.model import Profile
+    from profiler.cli import OutputTarget
+    from profiler.saved import Recording
+    from unwind.saved import Located
+
+EXAMPLES = """\
+examples:
+  bpfprof record -a -d 10 -o run.bpfprof                  keep the raw recording
+  bpfprof report run.bpfprof -o run.svg --lines           render it later (binaries or debug files needed)
+  bpfprof report run.bpfprof --debuginfo-dir ./dbg -o run.folded -o run.speedscope.json
+  bpfprof report stacks.folded -o stacks.svg              folded stacks of any tool to SVG/speedscope
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="render a saved recording (.bpfprof) or folded stacks",
+        description="Render a recording saved by 'bpfprof record -o FILE.bpfprof' (symbolized now, from the "
+        "binaries at their paths or debug files with their build-ids), or a folded stacks file, as "
+        "flame graphs, folded stacks or speedscope JSON.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="FILE", help="a .bpfprof recording, or folded stacks")
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="write here; the format follows the extension (.svg, .folded/.txt, .speedscope.json/.json, "
+        ".pb.gz); repeatable; - writes folded stacks to stdout (default: FILE's name with .svg)",
+    )
+    out.add_argument(
+        "-f",
+        "--format",
+        choices=["folded", "speedscope", "svg", "pprof"],
+        help="format for every -o regardless of extension",
+    )
+    out.add_argument("--delimit", action="store_true", help="folded/svg: a '-' frame between user and kernel")
+    out.add_argument("--annotate-kernel", action="store_true", help="folded/svg: add _[k] to kernel frames")
+    out.add_argument("--title", help="SVG title (default: the recorded command, 'bpfprof' or FILE's name)")
+    out.add_argument(
+        "--weight",
+        choices=["samples", "period"],
+        help="weigh stacks by samples or by summed periods; default: samples for folded and svg, "
+        "period for speedscope",
+    )
+    out.add_argument("--threads", action="store_true", help="a thread root frame per stack (py-spy style)")
+    out.add_argument("--processes", action="store_true", help="process root frames (py-spy style)")
+    out.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    sym = parser.add_argument_group("symbols (recordings)")
+    sym.add_argument(
+        "--lines",
+        action="store_true",
+        help="frames as 'function (file.c:LINE)' from DWARF, inlined calls as frames of their own",
+    )
+    sym.add_argument("--no-demangle", action="store_true", help="keep C++ and Rust names mangled")
+    sym.add_argument(
+        "--debuginfo-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="look here for binaries' debug files by build-id (DIR/.build-id/xx/rest.debug) or debuglink "
+        "(repeatable); /usr/lib/debug and $DEBUGINFOD_URLS are searched too",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.set_defaults(run=run)
+
+
+def _read_input(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except IsADirectoryError:
+        raise UserError(f"cannot read {path}: it is a directory", 2) from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}", 2) from None
+
+
+def run(ns: argparse.Namespace, command: list[str]) -> int:
+    from profiler.cli import resolve_outputs
+    from profiler.saved import SUFFIX, is_recording
+
+    if command:
+        raise UserError("report takes no command after '--' (see bpfprof report --help)", 2)
+    for d in ns.debuginfo_dir:
+        if not os.path.isdir(d):
+            raise UserError(f"--debuginfo-dir {d}: no such directory", 2)
+    data = _read_input(ns.input)
+    stem = os.path.basename(ns.input)
+    for ext in (SUFFIX, ".folded", ".txt"):
+        if stem.lower().endswith(ext) and len(stem) > len(ext):
+            stem = stem[: -len(ext)]
+            break
+    outputs = resolve_outputs(ns.output, ns.format, stem)
+    for out in outputs:
+        if out.fmt == "bpfprof":
+            raise UserError(f"report does not write recordings ({out.path}): copy the .bpfprof file", 2)
+        if out.path != "-" and os.path.exists(out.path) and os.path.samefile(out.path, ns.input):
+            raise UserError(f"-o {out.path} is the input file: choose another output", 2)
+    t0 = time.monotonic()
+    if is_recording(data):
+        return _report_recording(data, ns, outputs, t0)
+    return _report_folded(data, ns, outputs, t0)
+
+
+# -- recordings -----------------------------------------------------------------------------------
+
+
+def _report_recording(data: bytes, ns: argparse.Namespace, outputs: list[OutputTarget], t0: float) -> int:
+    from dataclasses import replace
+
+    from profiler.cli import _write_outputs
+    from profiler.saved import RecordingError, decode
+    from profiler.symbolize import symbolize_profile
+    from unwind.debuginfo import DebuginfodClient
+    from unwind.saved import build_symbolizer
+
+    try:
+        rec = decode(data)
+    except RecordingError as exc:
+        raise UserError(f"{ns.input}: {exc}", exc.exit_code) from None
+    saved_build_ids = dict(rec.meta.profile.build_ids)
+    symbolizer, located = build_symbolizer(
+        rec.processes,
+        rec.files,
+        rec.kernel,
+        kernel_restricted=rec.kernel_restricted,
+        debug_dirs=ns.debuginfo_dir,
+        debuginfod=DebuginfodClient.from_env(),
+        demangle=not ns.no_demangle,
+        lines=ns.lines,
+    )
+    with symbolizer:
+        meta = replace(
+            rec.meta.profile,
+            command=list(rec.meta.profile.command),
+            process_names=dict(rec.meta.profile.process_names),
+            parents=dict(rec.meta.profile.parents),
+            build_ids={},
+        )
+        profile = symbolize_profile(rec.raw, symbolizer, meta, lines=ns.lines)
+        # the kernel's build-ids are the recording machine's, not this one's (/sys is read for them)
+        profile.meta.build_ids.update(saved_build_ids)
+        written = _write_outputs(profile, outputs, ns)  # with --threads/--processes roots
+        warnings = symbolizer.warnings()
+    if not ns.quiet:
+        elapsed = time.monotonic() - t0
+        print_report_summary(ns.input, rec, profile, located, warnings, written, elapsed, sys.stderr)
+    return 0
+
+
+def _recorded_what(rec: Recording) -> str:
+    pm = rec.meta.profile
+    if pm.command:
+        return "'" + " ".join(pm.command) + "'"
+    pids = rec.meta.options.get("pids") or []
+    if pids and isinstance(pids, list):
+        return "-p " + ",".join(str(p) for p in pids)
+    return "the whole machine"
+
+
+def print_report_summary(
+    path: str,
+    rec: Recording,
+    profile: Profile,
+    located: Located,
+    warnings: list[str],
+    written: list[OutputTarget],
+    elapsed_s: float,
+    out: TextIO,
+) -> None:
+    """record's end-of-run summary for a recording rendered later, with why binaries were not found."""
+    from profiler.summary import loss_lines, unknown_report
+    from profiler.symbolize import top_self
+
+    m = rec.meta
+    pm = m.profile
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created_ns / 1e9)) if m.created_ns else "?"
+    print(
+        f"bpfprof: {path}: {_recorded_what(rec)} recorded {when} on {m.host or '?'} (kernel "
+        f"{m.kernel_release or '?'}, bpfprof {m.bpfprof_version})",
+        file=out,
+    )
+    stats = rec.raw.stats
+    kept = stats.get("kept", profile.total_samples)
+    dur = rec.raw.duration_s
+    rate = f"{pm.frequency_hz} Hz" if pm.frequency_hz else f"every {pm.period} {pm.period_unit}"
+    cpus = m.options.get("cpus")
+    on = f"{len(cpus)} CPUs at {rate}" if isinstance(cpus, list) and cpus else rate
+    pids = {s.pid for s in profile.samples}
+    print(
+        f"bpfprof: {kept} samples in {dur:.2f} s ({kept / dur if dur else 0:.1f}/s; {on}), {len(pids)} "
+        f"processes; stopped: {m.stopped_by or '?'}",
+        file=out,
+    )
+    losses = loss_lines(stats)
+    if losses:
+        print("lost:", file=out)
+        for line in losses:
+            print(line, file=out)
+    else:
+        print("lost: nothing (no collisions, missing stacks or dropped samples)", file=out)
+    unknown = unknown_report(profile)
+    if unknown:
+        print("unnamed frames:", file=out)
+        for line in unknown:
+            print(line, file=out)
+    if located.notes:
+        print("binaries not found now (their frames stay module+0xOFFSET):", file=out)
+        for module, why in located.notes[:10]:
+            print(f"  {module}: {why}", file=out)
+        if len(located.notes) > 10:
+            print(f"  ... and {len(located.notes) - 10} more", file=out)
+    for line in warnings:
+        print(f"warning: {line}", file=out)
+    _print_top(top_self(profile, 10), profile.total_samples, out)
+    for w in written:
+        print(f"wrote {w.path} ({w.fmt})", file=out)
+    print(f"(symbolize+write {elapsed_s * 1000:.0f} ms)", file=out)
+
+
+def _print_top(top: list[tuple[str, int]], total: int, out: TextIO) -> None:
+    if top:
+        print("top functions (self samples):", file=out)
+        for name, n in top:
+            share = f"{100.0 * n / total:.1f}%" if total else "0.0%"
+            print(f"  {share:>6} {n:>8}  {name}", file=out)
+
+
+# -- folded stacks --------------------------------------------------------------------------------
+
+
+def profile_from_folded(stacks: dict[tuple[str, ...], int]) -> Profile:
+    """A Profile of folded stacks: the root frame is the comm, frame kinds guessed from the names
+    (``_[k]`` kernel, ``-`` and ``[Missed ...]`` markers). Folded files carry no pids: each distinct
+    root gets a number of its own (speedscope's profile per process). Weights are sample counts."""
+    from exporters.model import Profile, ProfileMeta, Sample
+    from exporters.svg import guess_kind
+    from unwind.frame import Frame
+
+    profile = Profile(meta=ProfileMeta(event="samples", period_unit="samples", frequency_hz=None))
+    roots: dict[str, int] = {}
+    for stack, count in stacks.items():
+        pid = roots.setdefault(stack[0], len(roots) + 1)
+        frames = tuple(Frame(name, kind=guess_kind(name)) for name in stack[1:])
+        profile.add(Sample(pid, pid, stack[0], frames), count, count)
+    return profile
+
+
+def _report_folded(data: bytes, ns: argparse.Namespace, outputs: list[OutputTarget], t0: float) -> int:
+    from exporters.folded import parse_folded
+    from profiler.cli import _write_outputs
+
+    text = data.decode("utf-8", errors="surrogateescape")
+    try:
+        stacks = parse_folded(text.splitlines())
+    except ValueError as exc:
+        raise UserError(f"{ns.input} is neither a bpfprof recording nor folded stacks ({exc})", 2) from None
+    if not any(c > 0 for c in stacks.values()):
+        raise UserError(f"{ns.input} holds no stacks with samples: nothing to render", 2)
+    if ns.threads or ns.processes:
+        raise UserError(f"--threads and --processes need a recording: {ns.input} has no pids or threads", 2)
+    ignored = [flag for flag, on in (("--lines", ns.lines), ("--debuginfo-dir", ns.debuginfo_dir)) if on]
+    if ignored and not ns.quiet:
+        note = f"{' and '.join(ignored)} apply to recordings; {ns.input} is folded stacks"
+        print(f"bpfprof: {note}", file=sys.stderr)
+    if ns.title is None:
+        ns.title = os.path.basename(ns.input)
+    profile = profile_from_folded(stacks)
+    written = _write_outputs(profile, outputs, ns)
+    if not ns.quiet:
+        from profiler.symbolize import top_self
+
+        total = profile.total_samples
+        print(f"bpfprof: {ns.input}: folded stacks, {total} samples in {len(stacks)} stacks", file=sys.stderr)
+        _print_top(top_self(profile, 10), total, sys.stderr)
+        for w in written:
+            print(f"wrote {w.path} ({w.fmt})", file=sys.stderr)
+    return 0
