@@ -31,6 +31,7 @@ COMMAND_MODULES: list[str] = [
     "profiler.cmd_top",
     "profiler.cmd_list",
     "profiler.cmd_report",
+    "profiler.cmd_stat",
 ]
 
 
@@ -362,6 +363,8 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
             dwarf=dwarf,
         )
         progress.clear()
+        if result.command is not None and result.command.terminate() and not ns.quiet:
+            print("bpfprof: the recording ended before the command: ended it with SIGTERM", file=sys.stderr)
         t_stop = time.monotonic()
         symbolizer = symbolizers.wait()
         profile = _symbolize(result, symbolizer, opts, ns)
@@ -452,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         if ns.cmd is None:
             build_parser().print_help(sys.stderr)
             return 2
+        if "--" in argv and not command:
+            raise UserError("nothing after --: give the command to run, e.g. -- ./prog args", 2)
         if ns.cmd == "record":
             # Outside the recording (where StopFlag turns it into "stop and write"), a Ctrl-C ends the
             # process the plain way: never a KeyboardInterrupt traceback from a half-done exit (issue #7)

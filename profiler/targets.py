@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from dataclasses import dataclass
 
 from profiler.errors import UserError
@@ -92,6 +94,22 @@ class LaunchedCommand:
         if self.pid:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
+
+    def terminate(self, grace_s: float = 2.0) -> bool:
+        """End a command still running when the recording stops (as perf record does): SIGTERM, and
+        SIGKILL after ``grace_s``. True if it was still running."""
+        if self.wait():
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while not self.wait() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self.wait():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self.wait(block=True)
+        return True
 
     def wait(self, block: bool = False) -> bool:
         """Reap the child if it has exited; True once it has."""

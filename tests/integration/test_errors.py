@@ -40,6 +40,7 @@ CASES = [
     (["record", "-f", "pdf"], "invalid choice"),
     (["record", "-o", "x.folded", "--", "/no/such/command"], "cannot run"),
     (["record", "-p", "1", "--", "true"], "not both"),
+    (["record", "-o", "x.folded", "--"], "nothing after --"),
     (["frobnicate"], "invalid choice"),
     # record's remaining paths ({tmp} is the test's temporary directory, which holds a directory x.svg)
     (["record", "-F", "abc"], "not a whole number"),

@@ -191,3 +191,14 @@ def test_stack_pressure_is_counted_and_reported(cpu_split: Path, tmp_path: Path)
     assert r.returncode == 0, r.stderr
     assert "collision" in r.stderr or "stacks lost" in r.stderr, r.stderr
     assert any("[Missed" in f for s in read_folded(out) for f in s)
+
+
+def test_command_still_running_at_the_end_is_terminated(cpu_split: Path, tmp_path: Path) -> None:
+    """Like perf record: a command that outlives -d is ended with SIGTERM, not left behind."""
+    out = tmp_path / "d.folded"
+    r = bpfprof("record", "-d", "0.5", "-o", str(out), "--", str(cpu_split), "split", "30", timeout=20)
+    assert r.returncode == 128 + 15, r.stderr
+    assert "ended it with SIGTERM" in r.stderr
+    assert read_folded(out)
+    left = subprocess.run(["pgrep", "-f", f"{cpu_split} split 30"], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout
