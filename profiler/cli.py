@@ -26,12 +26,12 @@ examples:
 # sets ``run=`` (a function of the parsed namespace and the words after ``--``) as its default.
 # A module imports only argparse-level things at the top; its work is imported inside ``run``.
 COMMAND_MODULES: list[str] = [
+    "profiler.cmd_report",
+    "profiler.cmd_top",
+    "profiler.cmd_stat",
+    "profiler.cmd_list",
     "profiler.cmd_diff",
     "profiler.cmd_doctor",
-    "profiler.cmd_top",
-    "profiler.cmd_list",
-    "profiler.cmd_report",
-    "profiler.cmd_stat",
 ]
 
 
