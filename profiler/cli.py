@@ -10,8 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from profiler import __version__
-from profiler.argtypes import positive_float, positive_int
+from profiler import __version__, cliargs
 from profiler.errors import UserError
 
 EXAMPLES = """\
@@ -53,32 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tgt = rec.add_argument_group("targets (default: the whole machine)")
-    tgt.add_argument(
-        "-p",
-        "--pid",
-        action="append",
-        default=[],
-        metavar="PID[,PID...]",
-        help="profile these running processes and all their threads (repeatable)",
-    )
-    tgt.add_argument("-a", "--all-cpus", action="store_true", help="profile the whole machine (the default)")
-    tgt.add_argument("-C", "--cpu", metavar="LIST", help="only these CPUs, e.g. 0-3,6 (default: all online)")
-    smp = rec.add_argument_group("sampling")
-    smp.add_argument(
-        "-F",
-        "--frequency",
-        type=positive_int("the frequency"),
-        metavar="HZ",
-        help="samples per second per CPU (default 99)",
-    )
-    smp.add_argument(
-        "-c",
-        "--period",
-        type=positive_int("the period"),
-        metavar="PERIOD",
-        help="sample every PERIOD events instead of -F (nanoseconds of CPU time for cpu-clock/task-clock)",
-    )
+    cliargs.add_targets(rec)
+    smp = cliargs.add_sampling(rec)
     smp.add_argument(
         "-e",
         "--event",
@@ -93,13 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="if the machine has no hardware counters for -e, sample cpu-clock instead (and say so)",
     )
     smp.add_argument(
-        "-d",
-        "--duration",
-        type=positive_float,
-        metavar="SEC",
-        help="stop after SEC seconds (default: Ctrl-C, or when the targets exit)",
-    )
-    smp.add_argument(
         "--call-graph",
         default="fp",
         metavar="fp|dwarf[,SIZE]",
@@ -107,74 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "stack with the binaries' DWARF CFI (dwarf; SIZE a multiple of 4096 up to 65536, default 16384): "
         "complete stacks for code built without frame pointers",
     )
-    smp.add_argument(
-        "-U", "--user-stacks-only", action="store_true", help="user stacks only (no kernel frames)"
-    )
-    smp.add_argument("-K", "--kernel-stacks-only", action="store_true", help="kernel stacks only")
-    smp.add_argument("-I", "--include-idle", action="store_true", help="keep samples of the idle task")
-    smp.add_argument(
-        "--stack-storage-size",
-        type=positive_int("the stack storage size"),
-        default=16384,
-        metavar="N",
-        help="unique stacks the kernel can hold (default 16384)",
-    )
-    smp.add_argument(
-        "--counts-size",
-        type=positive_int("the counts size"),
-        default=40960,
-        metavar="N",
-        help="unique (thread, stack) keys the kernel can count (default 40960)",
-    )
-    out = rec.add_argument_group("output")
-    out.add_argument(
-        "-o",
-        "--output",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="write here; the format follows the extension (.svg, .folded/.txt, "
-        ".speedscope.json/.json, .pb.gz/.pprof); repeatable; - writes folded stacks to stdout",
-    )
-    out.add_argument(
-        "-f",
-        "--format",
-        choices=["folded", "speedscope", "svg", "pprof"],
-        help="format for every -o regardless of extension",
-    )
-    out.add_argument("--delimit", action="store_true", help="folded/svg: a '-' frame between user and kernel")
-    out.add_argument("--annotate-kernel", action="store_true", help="folded/svg: add _[k] to kernel frames")
-    out.add_argument(
-        "--threads", action="store_true", help="folded/svg/pprof: a 'thread (TID): NAME' root (py-spy)"
-    )
-    out.add_argument(
-        "--processes",
-        action="store_true",
-        help="folded/svg/pprof: 'process PID:\"CMDLINE\"' roots, parents first (py-spy --subprocesses)",
-    )
-    out.add_argument("--title", help="SVG title (default: the command or 'bpfprof')")
-    out.add_argument(
-        "--weight",
-        choices=["samples", "period"],
-        help="weigh stacks by samples or by summed periods (events; ns for cpu-clock); "
-        "default: samples for folded and svg, period for speedscope",
-    )
-    sym = rec.add_argument_group("symbols")
-    sym.add_argument(
-        "--lines",
-        action="store_true",
-        help="frames as 'function (file.c:LINE)' from DWARF, inlined calls as frames of their own",
-    )
-    sym.add_argument("--no-demangle", action="store_true", help="keep C++ and Rust names mangled")
-    sym.add_argument(
-        "--debuginfo-dir",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="also look for separate debug files here, by build-id or debuglink (repeatable)",
-    )
-    out.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
-    rec.add_argument("--debug", action="store_true", help="show tracebacks and libbpf's log")
+    cliargs.add_output(rec, default_output="bpfprof-DATE-TIME.svg", default_title="the command or 'bpfprof'")
+    cliargs.add_symbols(rec)
+    cliargs.add_debug(rec)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser

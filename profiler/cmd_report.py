@@ -13,6 +13,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from profiler import cliargs
 from profiler.errors import UserError
 
 if TYPE_CHECKING:
@@ -41,50 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", metavar="FILE", help="a .bpfprof recording, or folded stacks")
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "-o",
-        "--output",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="write here; the format follows the extension (.svg, .folded/.txt, .speedscope.json/.json, "
-        ".pb.gz); repeatable; - writes folded stacks to stdout (default: FILE's name with .svg)",
+    cliargs.add_output(
+        parser, default_output="FILE's name with .svg", default_title="the command, 'bpfprof' or FILE's name"
     )
-    out.add_argument(
-        "-f",
-        "--format",
-        choices=["folded", "speedscope", "svg", "pprof"],
-        help="format for every -o regardless of extension",
-    )
-    out.add_argument("--delimit", action="store_true", help="folded/svg: a '-' frame between user and kernel")
-    out.add_argument("--annotate-kernel", action="store_true", help="folded/svg: add _[k] to kernel frames")
-    out.add_argument("--title", help="SVG title (default: the recorded command, 'bpfprof' or FILE's name)")
-    out.add_argument(
-        "--weight",
-        choices=["samples", "period"],
-        help="weigh stacks by samples or by summed periods; default: samples for folded and svg, "
-        "period for speedscope",
-    )
-    out.add_argument("--threads", action="store_true", help="a thread root frame per stack (py-spy style)")
-    out.add_argument("--processes", action="store_true", help="process root frames (py-spy style)")
-    out.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
-    sym = parser.add_argument_group("symbols (recordings)")
-    sym.add_argument(
-        "--lines",
-        action="store_true",
-        help="frames as 'function (file.c:LINE)' from DWARF, inlined calls as frames of their own",
-    )
-    sym.add_argument("--no-demangle", action="store_true", help="keep C++ and Rust names mangled")
-    sym.add_argument(
-        "--debuginfo-dir",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="look here for binaries' debug files by build-id (DIR/.build-id/xx/rest.debug) or debuglink "
-        "(repeatable); /usr/lib/debug and $DEBUGINFOD_URLS are searched too",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    cliargs.add_symbols(parser)
+    cliargs.add_debug(parser)
     parser.set_defaults(run=run)
 
 

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from profiler.argtypes import positive_float, positive_int
+from profiler import cliargs
+from profiler.argtypes import positive_int
 from profiler.errors import UserError
 
 if TYPE_CHECKING:
@@ -61,47 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tgt = p.add_argument_group("targets (default: the whole machine)")
-    tgt.add_argument(
-        "-p",
-        "--pid",
-        action="append",
-        default=[],
-        metavar="PID[,PID...]",
-        help="these running processes and all their threads (repeatable)",
-    )
-    tgt.add_argument("-a", "--all-cpus", action="store_true", help="the whole machine (the default)")
-    tgt.add_argument("-C", "--cpu", metavar="LIST", help="only these CPUs, e.g. 0-3,6 (default: all online)")
-    smp = p.add_argument_group("sampling")
-    smp.add_argument(
-        "-F", "--frequency", type=positive_int("the frequency"), metavar="HZ", help="per CPU (default 99)"
-    )
-    smp.add_argument(
-        "-c", "--period", type=positive_int("the period"), metavar="NS", help="every NS ns of CPU time"
-    )
-    smp.add_argument("-d", "--duration", type=positive_float, metavar="SEC", help="stop after SEC seconds")
+    cliargs.add_targets(p)
+    smp = cliargs.add_sampling(p)
     smp.add_argument(
         "--call-graph",
         default="fp",
         metavar="fp",
         help="user stacks by frame pointers (the only mode of top)",
-    )
-    smp.add_argument("-U", "--user-stacks-only", action="store_true", help="user stacks only")
-    smp.add_argument("-K", "--kernel-stacks-only", action="store_true", help="kernel stacks only")
-    smp.add_argument("-I", "--include-idle", action="store_true", help="keep samples of the idle task")
-    smp.add_argument(
-        "--stack-storage-size",
-        type=positive_int("the stack storage size"),
-        default=16384,
-        metavar="N",
-        help="unique stacks the kernel can hold (default 16384)",
-    )
-    smp.add_argument(
-        "--counts-size",
-        type=positive_int("the counts size"),
-        default=40960,
-        metavar="N",
-        help="unique (thread, stack) keys the kernel can count since the start (default 40960)",
     )
     view = p.add_argument_group("view")
     view.add_argument(
@@ -124,15 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"rows per table (default: the terminal's height; {SNAPSHOT_ROWS} when stdout is not one)",
     )
-    view.add_argument("--no-demangle", action="store_true", help="keep C++ and Rust names mangled")
-    view.add_argument(
-        "--debuginfo-dir",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="also look for separate debug files here (repeatable)",
-    )
-    p.add_argument("--debug", action="store_true", help="show tracebacks and libbpf's log")
+    cliargs.add_symbols(p, lines=False)
+    cliargs.add_debug(p)
     p.set_defaults(run=run)
 
 
