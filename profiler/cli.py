@@ -257,6 +257,12 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
             from profiler.dwarf import DwarfAggregator
 
             dwarf = DwarfAggregator(symbolizers.get)
+        from profiler.retire import Retirer
+
+        # exited processes are symbolized and forgotten while recording, unless a .bpfprof output
+        # needs every capture at the end (profiler/retire.py)
+        keep_all = any(o.fmt == "bpfprof" for o in outputs)
+        retirer = Retirer(symbolizers, lines=ns.lines, dwarf=dwarf, enabled=not keep_all)
         result = record(
             opts,
             stop,
@@ -264,6 +270,7 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
             on_tick=on_tick,
             on_attached=lambda: symbolizers.warm_up(kernel=opts.kernel_stacks),
             dwarf=dwarf,
+            retirer=retirer,
         )
         progress.clear()
         if result.command is not None and result.command.terminate() and not ns.quiet:
@@ -271,6 +278,7 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
         t_stop = time.monotonic()
         symbolizer = symbolizers.wait()
         profile = _symbolize(result, symbolizer, opts, ns)
+        retirer.finish(result.raw, profile)
         symbolizers.fill_processes(profile.meta)
         recordings = [o for o in outputs if o.fmt == "bpfprof"]
         written = _write_outputs(profile, [o for o in outputs if o.fmt != "bpfprof"], ns)
@@ -279,6 +287,8 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
             from profiler.summary import print_summary
 
             print_summary(result, profile, opts, written, time.monotonic() - t_stop, sys.stderr)
+            if retirer.note():
+                print(f"note: {retirer.note()}", file=sys.stderr)
     if result.command is not None:
         return result.command.exit_code
     return 0

@@ -154,8 +154,7 @@ def print_report_summary(
     out: TextIO,
 ) -> None:
     """record's end-of-run summary for a recording rendered later, with why binaries were not found."""
-    from profiler.summary import loss_lines, unknown_report
-    from profiler.symbolize import top_self
+    from profiler.summary import print_headline, print_losses_and_names, print_top
 
     m = rec.meta
     pm = m.profile
@@ -172,23 +171,8 @@ def print_report_summary(
     cpus = m.options.get("cpus")
     on = f"{len(cpus)} CPUs at {rate}" if isinstance(cpus, list) and cpus else rate
     pids = {s.pid for s in profile.samples}
-    print(
-        f"bpfprof: {kept} samples in {dur:.2f} s ({kept / dur if dur else 0:.1f}/s; {on}), {len(pids)} "
-        f"processes; stopped: {m.stopped_by or '?'}",
-        file=out,
-    )
-    losses = loss_lines(stats)
-    if losses:
-        print("lost:", file=out)
-        for line in losses:
-            print(line, file=out)
-    else:
-        print("lost: nothing (no collisions, missing stacks or dropped samples)", file=out)
-    unknown = unknown_report(profile)
-    if unknown:
-        print("unnamed frames:", file=out)
-        for line in unknown:
-            print(line, file=out)
+    print_headline(kept, dur, on, len(pids), m.stopped_by or "?", out)
+    print_losses_and_names(stats, profile, out)
     if located.notes:
         print("binaries not found now (their frames stay module+0xOFFSET):", file=out)
         for module, why in located.notes[:10]:
@@ -197,18 +181,10 @@ def print_report_summary(
             print(f"  ... and {len(located.notes) - 10} more", file=out)
     for line in warnings:
         print(f"warning: {line}", file=out)
-    _print_top(top_self(profile, 10), profile.total_samples, out)
+    print_top(profile, out)
     for w in written:
         print(f"wrote {w.path} ({w.fmt})", file=out)
     print(f"(symbolize+write {elapsed_s * 1000:.0f} ms)", file=out)
-
-
-def _print_top(top: list[tuple[str, int]], total: int, out: TextIO) -> None:
-    if top:
-        print("top functions (self samples):", file=out)
-        for name, n in top:
-            share = f"{100.0 * n / total:.1f}%" if total else "0.0%"
-            print(f"  {share:>6} {n:>8}  {name}", file=out)
 
 
 # -- folded stacks --------------------------------------------------------------------------------
@@ -253,11 +229,11 @@ def _report_folded(data: bytes, ns: argparse.Namespace, outputs: list[OutputTarg
     profile = profile_from_folded(stacks)
     written = _write_outputs(profile, outputs, ns)
     if not ns.quiet:
-        from profiler.symbolize import top_self
+        from profiler.summary import print_top
 
         total = profile.total_samples
         print(f"bpfprof: {ns.input}: folded stacks, {total} samples in {len(stacks)} stacks", file=sys.stderr)
-        _print_top(top_self(profile, 10), total, sys.stderr)
+        print_top(profile, sys.stderr)
         for w in written:
             print(f"wrote {w.path} ({w.fmt})", file=sys.stderr)
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from profiler.bpf.abi import DWARF_FLAG_STACK_CUT, DWARF_HEADER
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 END_TRUNCATED = "truncated"  # the copy of the stack ended before the outermost frame
 END_BAD_ADDRESS = "bad_address"  # a return address or CFA outside any mapping or the copy
 END_NO_UNWIND_INFO = "no_unwind_info"  # a module with neither CFI nor a frame pointer chain
+
+
+# (pid, tid, comm bytes, gen, user ips leaf first, user status, kernel stack id)
+CountKey = tuple[int, int, bytes, int, tuple[int, ...], StackStatus, int]
 
 
 class DwarfAggregator:
@@ -47,8 +51,9 @@ class DwarfAggregator:
             UnwindStatus.EXPRESSION: (StackStatus.UNWIND_FAILED, END_NO_UNWIND_INFO),
         }
         self._resolvers: dict[tuple[int, int], Callable[[int], object]] = {}
-        # (pid, tid, comm bytes, gen, user ips leaf first, user status, kernel stack id) -> [samples, period]
-        self.counts: dict[tuple[int, int, bytes, int, tuple[int, ...], StackStatus, int], list[int]] = {}
+        self.counts: dict[CountKey, list[int]] = {}  # -> [samples, period]
+        # (pid, gen) -> its keys of ``counts``, for taking a process image out (profiler/retire.py)
+        self._by_image: dict[tuple[int, int], list[CountKey]] = {}
         self.ends: Counter[str] = Counter()
         self.samples = 0
         self.busy_s = 0.0  # time spent unwinding, for the summary
@@ -69,6 +74,10 @@ class DwarfAggregator:
         acc = self.counts.get(key)
         if acc is None:
             self.counts[key] = [1, period]
+            image = self._by_image.get((tgid, gen))
+            if image is None:
+                image = self._by_image[(tgid, gen)] = []
+            image.append(key)
         else:
             acc[0] += 1
             acc[1] += period
@@ -85,17 +94,36 @@ class DwarfAggregator:
 
     def add_to(self, raw: RawProfile, sampler: Sampler) -> None:
         """Put the counted stacks into ``raw``, with kernel stacks read from the stack map."""
-        kernel_ids = {key[6] for key in self.counts if key[6] >= 0}
+        vanished = self._put(raw, self.counts, sampler)
+        raw.stats["stack_vanished"] = raw.stats.get("stack_vanished", 0) + vanished
+        raw.unwind_s = self.busy_s
+        raw.stats["user_truncated"] = self.ends[END_TRUNCATED]
+        raw.stats["user_unwind_failed"] = self.ends[END_BAD_ADDRESS] + self.ends[END_NO_UNWIND_INFO]
+
+    def take(self, images: Collection[tuple[int, int]], sampler: Sampler) -> RawProfile:
+        """Take the counted stacks of these (pid, gen) images out into a RawProfile (kernel stacks read
+        from the stack map, which keeps them: they are shared) and drop the images' unwind state: they
+        exited or exec'd (profiler/retire.py). ``stats["stack_vanished"]`` counts lost kernel stacks."""
+        taken = {}
+        for image in images:
+            for key in self._by_image.pop(image, ()):
+                taken[key] = self.counts.pop(key)
+            self._resolvers.pop(image, None)
+        raw = RawProfile()
+        raw.stats["stack_vanished"] = self._put(raw, taken, sampler)
+        return raw
+
+    @staticmethod
+    def _put(raw: RawProfile, counts: dict[CountKey, list[int]], sampler: Sampler) -> int:
+        """Add ``counts`` (as ``DwarfAggregator.counts``) to ``raw``; returns the kernel stacks vanished."""
+        kernel_ids = {key[6] for key in counts if key[6] >= 0}
         kernel = sampler.read_stacks(kernel_ids)
         vanished = 0
-        for (pid, tid, comm, gen, ips, status, kid), (samples, period) in self.counts.items():
+        for (pid, tid, comm, gen, ips, status, kid), (samples, period) in counts.items():
             k_status = stack_status(kid)
             k_ips = kernel.get(kid, ()) if k_status is StackStatus.OK else ()
             if k_status is StackStatus.OK and not k_ips:
                 k_status, vanished = StackStatus.ERROR, vanished + 1
             name = comm.rstrip(b"\0").decode(errors="replace")
             raw.add(RawStack(pid, tid, name, ips, k_ips, status, k_status, gen), samples, period)
-        raw.stats["stack_vanished"] = raw.stats.get("stack_vanished", 0) + vanished
-        raw.unwind_s = self.busy_s
-        raw.stats["user_truncated"] = self.ends[END_TRUNCATED]
-        raw.stats["user_unwind_failed"] = self.ends[END_BAD_ADDRESS] + self.ends[END_NO_UNWIND_INFO]
+        return vanished

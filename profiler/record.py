@@ -22,9 +22,11 @@ from profiler.bpf.loader import Sampler, SamplerConfig
 
 if TYPE_CHECKING:
     from profiler.dwarf import DwarfAggregator
+    from profiler.retire import Retirer
 from profiler.errors import UserError
 from profiler.perf_event import CPU_CLOCK, EventSpec, SamplingSpec, open_per_cpu
-from profiler.raw import RawProfile, RawStack, StackStatus, stack_status
+from profiler.raw import CountRecord, RawProfile, RawStack, StackStatus, stack_status
+from profiler.retire import EntryKey, entry_key
 from profiler.targets import LaunchedCommand, check_pids, process_alive
 
 POLL_MS = 100
@@ -166,11 +168,14 @@ def record(
     on_attached: Callable[[], None] | None = None,
     dwarf: DwarfAggregator | None = None,
     on_detached: Callable[[Sampler], None] | None = None,
+    retirer: Retirer | None = None,
 ) -> RecordResult:
     """Profile until the duration ends, ``stop`` is set, or every target has exited.
 
     ``on_detached(sampler)`` is called once sampling has stopped, before the maps are drained (`top`
-    reads its last counts there)."""
+    reads its last counts there). A ``retirer`` (profiler/retire.py) hears of new and exited process
+    images and takes the exited ones out of the maps while recording; what it took is not in the
+    result's RawProfile (``Retirer.finish`` adds it to the symbolized profile)."""
     preflight()
     t0 = time.monotonic()
     check_pids(opts.pids)
@@ -206,11 +211,21 @@ def record(
         try:
             if targets:
                 sampler.add_targets(targets)
-                sampler.attach_tracepoint("on_fork")
+            # on_fork also gives a new process that reuses a PID an image generation of its own
+            sampler.attach_tracepoint("on_fork")
             sampler.attach_tracepoint("on_exec")
+            sampler.attach_tracepoint("on_exit")
             fds = open_per_cpu(opts.event, opts.sampling, opts.cpus)
             sampler.attach_perf_events(fds)
-            sampler.open_new_process_feed(on_new_process)
+            if retirer is None:
+                sampler.open_new_process_feed(on_new_process)
+            else:
+
+                def on_image(pid: int, exec_gen: int) -> None:
+                    retirer.on_image(pid, exec_gen)  # first: the PID's previous image stops here
+                    on_new_process(pid, exec_gen)
+
+                sampler.open_new_process_feed(on_image, on_exit=retirer.on_exit)
             if opts.dwarf_stack_size:
                 if dwarf is None:
                     raise ValueError("--call-graph dwarf needs a DwarfAggregator")
@@ -226,6 +241,14 @@ def record(
             launched.release()
         if on_attached:
             on_attached()
+        if retirer is not None:
+            user_tick = on_tick
+
+            def on_tick(sampler: Sampler, elapsed: float) -> None:
+                retirer.tick(sampler)
+                if user_tick is not None:
+                    user_tick(sampler, elapsed)
+
         stopped_by = _wait(opts, stop, sampler, launched, started, on_tick, started_at)
         duration = time.monotonic() - started
         sampler.detach()
@@ -233,7 +256,7 @@ def record(
             pass
         if on_detached:
             on_detached(sampler)
-        raw = drain(sampler)
+        raw = drain(sampler, retirer.pinned if retirer is not None else None)
         if dwarf is not None:
             dwarf.add_to(raw, sampler)
         raw.duration_s = duration
@@ -287,6 +310,7 @@ STAT_NAMES = {
     Stat.NEW_PROC_DROPPED: "new_proc_dropped",
     Stat.SAMPLES_DROPPED: "samples_dropped",
     Stat.KTHREAD_SKIPPED: "kthread_skipped",
+    Stat.EXIT_DROPPED: "exit_dropped",
 }
 
 
@@ -295,17 +319,32 @@ def live_stats(sampler: Sampler) -> dict[str, int]:
     return {STAT_NAMES[k]: v for k, v in sampler.read_stats().items()}
 
 
-def drain(sampler: Sampler) -> RawProfile:
-    """Read counts, the stacks they name, and the loss counters into a RawProfile."""
+def drain(sampler: Sampler, pinned: dict[EntryKey, tuple[int, ...]] | None = None) -> RawProfile:
+    """Read counts, the stacks they name, and the loss counters into a RawProfile. ``pinned``: user
+    stacks kept by key for entries whose stack id was freed after they were made (profiler/retire.py)."""
     records = sampler.read_counts()
     ids = {r.user_stack_id for r in records if r.user_stack_id >= 0}
     ids |= {r.kernel_stack_id for r in records if r.kernel_stack_id >= 0}
     stacks = sampler.read_stacks(ids)
     raw = RawProfile(stats=live_stats(sampler))
+    raw.stats["stack_vanished"] = add_records(raw, records, stacks, pinned)
+    return raw
+
+
+def add_records(
+    raw: RawProfile,
+    records: list[CountRecord],
+    stacks: dict[int, tuple[int, ...]],
+    pinned: dict[EntryKey, tuple[int, ...]] | None = None,
+) -> int:
+    """Add `counts` records to ``raw`` with their stacks (by id; a pinned user stack, taken out of
+    ``pinned``, before its id). Returns how many stacks they name had vanished from the stack map."""
     vanished = 0
     for r in records:
         u_status, k_status = stack_status(r.user_stack_id), stack_status(r.kernel_stack_id)
         u_ips = stacks.get(r.user_stack_id, ()) if u_status is StackStatus.OK else ()
+        if pinned and u_status is StackStatus.OK:
+            u_ips = pinned.pop(entry_key(r), u_ips)
         k_ips = stacks.get(r.kernel_stack_id, ()) if k_status is StackStatus.OK else ()
         if u_status is StackStatus.OK and not u_ips:
             u_status, vanished = StackStatus.ERROR, vanished + 1
@@ -313,5 +352,4 @@ def drain(sampler: Sampler) -> RawProfile:
             k_status, vanished = StackStatus.ERROR, vanished + 1
         stack = RawStack(r.pid, r.tid, r.comm, u_ips, k_ips, u_status, k_status, r.exec_gen)
         raw.add(stack, r.samples, r.period)
-    raw.stats["stack_vanished"] = vanished
-    return raw
+    return vanished

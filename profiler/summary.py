@@ -38,6 +38,7 @@ def loss_lines(stats: dict[str, int]) -> list[str]:
         ),
         ("user_unwind_failed", "user stacks cut short by a bad address or a module without unwind info"),
         ("kthread_skipped", "kernel-thread samples left out (--call-graph dwarf unwinds user stacks)"),
+        ("exit_dropped", "exit notices dropped (those processes were kept in memory to the end)"),
     ]
     return [f"  {stats[k]} {text} ({_pct(stats[k], seen)})" for k, text in kinds if stats.get(k, 0)]
 
@@ -87,6 +88,43 @@ def unknown_report(profile: Profile, top: int = 5) -> list[str]:
     return lines
 
 
+def print_headline(
+    kept: int, duration_s: float, on: str, processes: int, stopped_by: str, out: TextIO
+) -> None:
+    """``bpfprof: N samples in S s (R/s; ON), P processes; stopped: WHY``."""
+    rate = kept / duration_s if duration_s else 0
+    print(
+        f"bpfprof: {kept} samples in {duration_s:.2f} s ({rate:.1f}/s; {on}), {processes} processes; "
+        f"stopped: {stopped_by}",
+        file=out,
+    )
+
+
+def print_losses_and_names(stats: dict[str, int], profile: Profile, out: TextIO) -> None:
+    """What was lost (kernel and unwinder counters), and the unnamed frames per module with remedies."""
+    losses = loss_lines(stats)
+    if losses:
+        print("lost:", file=out)
+        for line in losses:
+            print(line, file=out)
+    else:
+        print("lost: nothing (no collisions, missing stacks or dropped samples)", file=out)
+    unknown = unknown_report(profile)
+    if unknown:
+        print("unnamed frames:", file=out)
+        for line in unknown:
+            print(line, file=out)
+
+
+def print_top(profile: Profile, out: TextIO, n: int = 10) -> None:
+    top = top_self(profile, n)
+    if top:
+        total = profile.total_samples
+        print("top functions (self samples):", file=out)
+        for name, count in top:
+            print(f"  {_pct(count, total):>6} {count:>8}  {name}", file=out)
+
+
 def print_summary(
     result: RecordResult,
     profile: Profile,
@@ -103,29 +141,15 @@ def print_summary(
     smp = opts.sampling
     rate = f"{smp.frequency} Hz" if smp.frequency else f"every {smp.period} {unit}"
     pids = {s.pid for s in profile.samples}
-    print(
-        f"bpfprof: {kept} samples in {dur:.2f} s ({kept / dur if dur else 0:.1f}/s; {len(opts.cpus)} CPUs "
-        f"at {rate}), {len(pids)} processes; stopped: {result.stopped_by}",
-        file=out,
-    )
-    losses = loss_lines(stats)
-    if losses:
-        print("lost:", file=out)
-        for line in losses:
-            print(line, file=out)
-    else:
-        print("lost: nothing (no collisions, missing stacks or dropped samples)", file=out)
-    unknown = unknown_report(profile)
-    if unknown:
-        print("unnamed frames:", file=out)
-        for line in unknown:
-            print(line, file=out)
-    top = top_self(profile, 10)
-    if top:
-        total = profile.total_samples
-        print("top functions (self samples):", file=out)
-        for name, n in top:
-            print(f"  {_pct(n, total):>6} {n:>8}  {name}", file=out)
+    print_headline(kept, dur, f"{len(opts.cpus)} CPUs at {rate}", len(pids), result.stopped_by, out)
+    print_losses_and_names(stats, profile, out)
+    print_top(profile, out)
+    if stats.get("images_retired"):
+        print(
+            f"{stats['images_retired']} exited or exec'd process images were symbolized and forgotten while "
+            "recording",
+            file=out,
+        )
     for w in written:
         print(f"wrote {w.path} ({w.fmt})", file=out)
     if not kept:

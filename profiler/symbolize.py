@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -54,6 +55,16 @@ class LazySymbolizer:
         self._warming = threading.Thread(target=warm, name="bpfprof-warm-up", daemon=True)
         self._warming.start()
 
+    def ready(self) -> Symbolizer | None:
+        """The symbolizer if no warm-up is running (made now if need be), else None: for work done
+        between polls while recording (profiler/retire.py), which must not wait for the warm-up."""
+        if self._warming is not None:
+            if self._warming.is_alive():
+                return None
+            self._warming.join()
+            self._warming = None
+        return self.get()
+
     def wait(self) -> Symbolizer:
         """The symbolizer, once any warm-up has finished."""
         if self._warming is not None:
@@ -66,8 +77,8 @@ class LazySymbolizer:
         command line and parent (the latest exec's wins)."""
         self.get().capture(pid, exec_gen)
         info = read_process(pid)
-        if info is not None:
-            self.processes[pid] = info
+        if info is not None:  # one string per distinct command line: a loop starts the same one often
+            self.processes[pid] = (sys.intern(info[0]), info[1])
 
     def fill_processes(self, meta: ProfileMeta) -> None:
         """Put the captured command lines (none for a kernel thread) and parents in ``meta``."""

@@ -254,6 +254,33 @@ class Symbolizer:
         self._recent[pid] = proc  # a new exec generation replaces the old image here
         return True
 
+    def seal(self, pid: int, gen: int = 0) -> None:
+        """Never read ``/proc`` for image ``gen`` of ``pid`` from now on: the process is gone (its PID may
+        name another process already). Uncaptured, its frames get ``Reason.NO_PROCESS``."""
+        if (pid, gen) not in self._procs:
+            self._gone.add((pid, gen))
+
+    def retire(self, pid: int, gen: int = 0) -> bool:
+        """Forget image ``gen`` of process ``pid`` once its samples are symbolized (the process exited or
+        exec'd): its captured maps, open perf-map fd and per-process frames go; the modules (mapped files,
+        symbol tables) stay, shared with other processes. True when a capture was dropped.
+
+        The image must not be asked for again: a later call would capture the PID afresh from /proc.
+        """
+        key = (pid, gen)
+        self._gone.discard(key)
+        proc = self._procs.pop(key, None)
+        if proc is None:
+            return False
+        proc.close()
+        if self._recent.get(pid) is proc:
+            del self._recent[pid]
+        return True
+
+    def captured_images(self) -> int:
+        """How many process images are captured now (and not retired)."""
+        return len(self._procs)
+
     def _add_mappings(self, proc: _Process, maps: list[Mapping]) -> None:
         """Add ``maps`` to ``proc`` (skipping any that overlap a known mapping) and keep their files."""
         old, old_starts = proc.maps, proc.starts

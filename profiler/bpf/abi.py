@@ -30,6 +30,7 @@ class StackValue(ctypes.Structure):
 
 NOTICE_FIRST = 0
 NOTICE_EXEC = 1
+NOTICE_EXIT = 2
 
 
 class ProcNotice(ctypes.Structure):
@@ -65,6 +66,7 @@ class Stat(IntEnum):
     NEW_PROC_DROPPED = 10
     SAMPLES_DROPPED = 11
     KTHREAD_SKIPPED = 12
+    EXIT_DROPPED = 13
 
 
 STAT_MAX = len(Stat)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from profiler.bpf.abi import (
     MAX_STACK_DEPTH,
+    NOTICE_EXIT,
     STAT_MAX,
     ProcNotice,
     ProfileConfig,
@@ -218,13 +219,21 @@ class Sampler:
         link = self.bpf.check_ptr(self.bpf.lib.bpf_program__attach(self._prog(prog)), f"attach {prog}")
         self.links.append(link)
 
-    def open_new_process_feed(self, handler: Callable[[int, int], None]) -> None:
-        """Call ``handler(tgid, exec_gen)`` from poll() for each process sampled for the first time
-        (exec_gen 0), and again on its first sample after each exec (the new generation)."""
+    def open_new_process_feed(
+        self, handler: Callable[[int, int], None], on_exit: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Call ``handler(tgid, exec_gen)`` from poll() for each process sampled for the first time, and
+        again on its first sample after each exec (the new generation); and ``on_exit(tgid, exec_gen)``
+        when the last thread of a sampled process exits (its last generation; without ``on_exit``
+        those notices are dropped here)."""
 
         def on_record(data: bytes) -> None:
             notice = ProcNotice.from_buffer_copy(data)
-            handler(notice.tgid, notice.exec_gen)
+            if notice.kind == NOTICE_EXIT:
+                if on_exit is not None:
+                    on_exit(notice.tgid, notice.exec_gen)
+            else:
+                handler(notice.tgid, notice.exec_gen)
 
         self._add_ringbuf("new_procs", on_record)
 
@@ -261,7 +270,13 @@ class Sampler:
     # -- drain -----------------------------------------------------------------------------------
 
     def read_counts(self) -> list[CountRecord]:
-        """Every entry of `counts`, in batches (bpf_map_lookup_batch gives ENOENT on the last one)."""
+        """Every entry of `counts`, decoded."""
+        keys, values, n = self.read_counts_raw()
+        return decode_counts(keys, values, n)
+
+    def read_counts_raw(self) -> tuple[bytes, bytes, int]:
+        """Every entry of `counts` as packed `struct stack_key`s and `struct stack_value`s and their
+        number, in batches (bpf_map_lookup_batch gives ENOENT on the last one)."""
         fd = self._map_fd("counts")
         ksz, vsz = ctypes.sizeof(StackKey), ctypes.sizeof(StackValue)
         batch = 4096
@@ -269,7 +284,9 @@ class Sampler:
         vals = ctypes.create_string_buffer(vsz * batch)
         token_in = ctypes.c_uint32()
         token_out = ctypes.c_uint32()
-        out: list[CountRecord] = []
+        out_keys: list[bytes] = []
+        out_vals: list[bytes] = []
+        total = 0
         first = True
         while True:
             count = ctypes.c_uint32(batch)
@@ -287,23 +304,59 @@ class Sampler:
                 if first and err in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
                     return self._read_counts_by_key()
                 self.bpf.check_int(ret, "read counts")
-            out.extend(decode_counts(keys.raw, vals.raw, count.value))
+            out_keys.append(keys.raw[: count.value * ksz])
+            out_vals.append(vals.raw[: count.value * vsz])
+            total += count.value
             if ret < 0:  # ENOENT: that was the last batch
-                return out
+                return b"".join(out_keys), b"".join(out_vals), total
             token_in.value = token_out.value
             first = False
 
-    def _read_counts_by_key(self) -> list[CountRecord]:
+    def _read_counts_by_key(self) -> tuple[bytes, bytes, int]:
         fd = self._map_fd("counts")
         key, nxt, val = StackKey(), StackKey(), StackValue()
-        out: list[CountRecord] = []
+        out_keys: list[bytes] = []
+        out_vals: list[bytes] = []
         prev = None
         while self.bpf.lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
             ctypes.memmove(ctypes.byref(key), ctypes.byref(nxt), ctypes.sizeof(key))
             prev = ctypes.byref(key)
             if self.bpf.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(val)) == 0:
-                out.extend(decode_counts(bytes(key), bytes(val), 1))
-        return out
+                out_keys.append(bytes(key))
+                out_vals.append(bytes(val))
+        return b"".join(out_keys), b"".join(out_vals), len(out_keys)
+
+    def take_count(self, key: bytes) -> bytes | None:
+        """Remove one `counts` entry (a packed `struct stack_key`) and return its value as removed (a
+        packed `struct stack_value`: samples that landed since it was read are in it), or None when
+        there is no such entry. One syscall (BPF_MAP_LOOKUP_AND_DELETE_ELEM, hash maps since 5.14)."""
+        fd = self._map_fd("counts")
+        kbuf = ctypes.create_string_buffer(key, len(key))
+        val = StackValue()
+        ret = self.bpf.lib.bpf_map_lookup_and_delete_elem(fd, kbuf, ctypes.byref(val))
+        if ret == 0:
+            return bytes(val)
+        err = -ret if ret < -1 else ctypes.get_errno()
+        if err == errno.ENOENT:
+            return None
+        if err not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            self.bpf.check_int(ret, "take a counts entry")
+        # an older kernel: look up, then delete (a sample landing in between is lost, not miscounted)
+        if self.bpf.lib.bpf_map_lookup_elem(fd, kbuf, ctypes.byref(val)) != 0:
+            return None
+        self.bpf.lib.bpf_map_delete_elem(fd, kbuf)
+        return bytes(val)
+
+    def delete_stacks(self, stack_ids: Iterable[int]) -> int:
+        """Free these ids of the `stacks` map (their buckets take new stacks); returns how many were
+        there."""
+        fd = self._map_fd("stacks")
+        freed = 0
+        for sid in stack_ids:
+            key = ctypes.c_uint32(sid)
+            if self.bpf.lib.bpf_map_delete_elem(fd, ctypes.byref(key)) == 0:
+                freed += 1
+        return freed
 
     def read_stacks(self, stack_ids: Iterable[int]) -> dict[int, tuple[int, ...]]:
         """ips (leaf first) of each stack id; ids no longer in the map are left out."""

@@ -87,7 +87,9 @@ static __always_inline __u32 track(__u32 tgid)
 
 	if (st && st->announced == gen + 1)
 		return gen;
-	struct proc_notice notice = {.tgid = tgid, .kind = gen ? NOTICE_EXEC : NOTICE_FIRST, .exec_gen = gen};
+	/* announced == 0: a new process (or a new one that reuses a PID, see on_fork) */
+	__u32 kind = st && st->announced ? NOTICE_EXEC : NOTICE_FIRST;
+	struct proc_notice notice = {.tgid = tgid, .kind = kind, .exec_gen = gen};
 	if (bpf_ringbuf_output(&new_procs, &notice, sizeof(notice), 0) != 0) {
 		stat_inc(STAT_NEW_PROC_DROPPED); /* not marked: tried again on a later sample */
 		if (!st)
@@ -259,18 +261,47 @@ int do_sample_dwarf(struct bpf_perf_event_data *ctx)
 	return 0;
 }
 
-/* Follow children: a new process whose parent is a target becomes a target (-- COMMAND, -p). */
+/* A new process: a PID reused by it still has the `seen` state of the process that had it before,
+ * whose maps user space captured; the new process gets the next generation, so its samples have keys
+ * of their own and its first one announces it again (issue #7: a reused PID named from the old maps).
+ * With targets: a child of a target becomes a target (-- COMMAND, -p). */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
-	if (!cfg.follow_forks)
-		return 0;
 	__u32 ptgid = parent->tgid;
 	__u32 ctgid = child->tgid;
-	if (ptgid == ctgid || !bpf_map_lookup_elem(&targets, &ptgid))
+	if (ptgid == ctgid) /* a new thread */
+		return 0;
+	struct proc_state *st = bpf_map_lookup_elem(&seen, &ctgid);
+	if (st) { /* no sample can race: the old process is gone, the child has not run yet */
+		st->exec_gen += 1;
+		st->announced = 0;
+	}
+	if (!cfg.follow_forks || !bpf_map_lookup_elem(&targets, &ptgid))
 		return 0;
 	__u8 one = 1;
 	bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY);
+	return 0;
+}
+
+/* The last thread of a process exits (its mm is gone already: do_exit() runs exit_mm() before this
+ * tracepoint): a sampled one is announced, so user space can symbolize and forget it while recording;
+ * a target leaves `targets`. signal->live reaches 0 at the last thread (kernel/exit.c do_exit); two
+ * threads exiting at once may both see 0: user space takes a notice twice as once. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	if (p->signal->live.counter != 0)
+		return 0;
+	__u32 tgid = p->tgid;
+	if (cfg.filter_tgids)
+		bpf_map_delete_elem(&targets, &tgid);
+	struct proc_state *st = bpf_map_lookup_elem(&seen, &tgid);
+	if (!st || !st->announced) /* never sampled, or its notice was lost: nothing to forget */
+		return 0;
+	struct proc_notice notice = {.tgid = tgid, .kind = NOTICE_EXIT, .exec_gen = st->exec_gen};
+	if (bpf_ringbuf_output(&new_procs, &notice, sizeof(notice), 0) != 0)
+		stat_inc(STAT_EXIT_DROPPED);
 	return 0;
 }
 

@@ -63,23 +63,28 @@ enum stat_index {
 	STAT_NEW_PROC_DROPPED,    /* new-process notices lost: ring buffer full */
 	STAT_SAMPLES_DROPPED,     /* --call-graph dwarf samples lost: ring buffer full (consumer behind) */
 	STAT_KTHREAD_SKIPPED,     /* --call-graph dwarf: kernel-thread samples, not sent */
+	STAT_EXIT_DROPPED,        /* exit notices lost: ring buffer full (that process is kept to the end) */
 	STAT_MAX
 };
 
-/* A record of the `new_procs` ring buffer: a process sampled for the first time, or again after exec. */
+/* A record of the `new_procs` ring buffer: a process sampled for the first time, or again after exec;
+ * or a sampled process that exited. */
 struct proc_notice {
 	__u32 tgid;
-	__u32 kind;     /* NOTICE_FIRST or NOTICE_EXEC */
-	__u32 exec_gen; /* the image now running (as in stack_key) */
+	__u32 kind;     /* NOTICE_FIRST, NOTICE_EXEC or NOTICE_EXIT */
+	__u32 exec_gen; /* the image now running (as in stack_key); NOTICE_EXIT: the last one it ran */
 };
 
-#define NOTICE_FIRST 0
-#define NOTICE_EXEC 1
+#define NOTICE_FIRST 0 /* first sample of a process (also a new process that reuses a PID) */
+#define NOTICE_EXEC 1  /* first sample after an exec */
+#define NOTICE_EXIT 2  /* the last thread of a sampled process exited: its images take no more samples */
 
-/* value of the `seen` map: a sampled process, its exec generation, and what user space was told */
+/* value of the `seen` map: a sampled process, its image generation, and what user space was told */
 struct proc_state {
-	__u32 exec_gen;  /* execs since it was first sampled */
-	__u32 announced; /* 1 + the exec_gen last announced */
+	/* images of this PID while recording: +1 on each exec, and +1 when a new process reuses the PID,
+	 * so (tgid, exec_gen) names one image of one process for the whole run */
+	__u32 exec_gen;
+	__u32 announced; /* 1 + the exec_gen last announced; 0: nothing announced for this process yet */
 };
 
 struct profile_config {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,32 @@ def test_lines_give_py_spy_style_frames(cpu_split: Path, tmp_path: Path) -> None
     frames = {f for s in stacks for f in s}
     assert any(re.fullmatch(r"func_a \(cpu_split\.c:\d+\)", f) for f in frames), sorted(frames)[:20]
     assert any(re.fullmatch(r"main \(cpu_split\.c:\d+\)", f) for f in frames)
+
+
+def test_processes_retired_while_recording_are_counted_once_and_named(
+    cpu_split: Path, tmp_path: Path
+) -> None:
+    """System-wide, short processes that exit during the run are symbolized and forgotten while it runs
+    (profiler/retire.py): the summary says so, every sample the kernel kept is in the output exactly once,
+    and their frames are named as those of a process still alive at the end would be."""
+    out = tmp_path / "retired.folded"
+    loop = f"for i in $(seq 12); do {cpu_split} split 0.2; done"
+    load = subprocess.Popen(["sh", "-c", f"sleep 0.5; {loop}"])
+    try:
+        r = bpfprof("record", "-a", "-F", "499", "-d", "6", "-o", str(out))
+    finally:
+        load.wait(timeout=30)
+    assert r.returncode == 0, r.stderr
+    retired = re.search(r"^(\d+) exited or exec'd process images were symbolized", r.stderr, re.M)
+    assert retired, r.stderr
+    assert int(retired.group(1)) >= 8, r.stderr
+    kept = int(re.search(r"^bpfprof: (\d+) samples", r.stderr, re.M).group(1))
+    stacks = read_folded(out)
+    assert sum(stacks.values()) == kept, r.stderr
+    ours = {s: c for s, c in stacks.items() if s[0] == cpu_split.name[:15]}
+    assert sum(ours.values()) > 0.6 * 12 * 0.2 * 499, r.stderr
+    # of the samples with a user stack (a collision in the shared stack map is a loss, counted apart)
+    ours = {s: c for s, c in ours.items() if s[1] != "[Missed User Stack]"}
+    total = sum(ours.values())
+    named = sum(c for s, c in ours.items() if any(f in s for f in ("func_a", "func_b", "func_c", "main")))
+    assert named / total > 0.97, (sorted(ours.items(), key=lambda kv: -kv[1])[:5], r.stderr)
