@@ -45,7 +45,8 @@ def demangle(name: str) -> str:
         if name.startswith("_R"):
             out = _demangle_rust_v0(name)
         else:
-            out = _demangle_rust_legacy(name) if name.startswith("_ZN") else None
+            legacy = name.startswith("_ZN") and _RUST_HASH_ELEMENT.search(name) is not None
+            out = _demangle_rust_legacy(name) if legacy else None
             if out is None:
                 out = _demangle_itanium(name)
     except (RecursionError, MemoryError):  # a deep name on an already deep stack; a huge result
@@ -121,10 +122,19 @@ def _demangle_itanium(name: str) -> str | None:
     """C++ names (``_Z...``, with any ``.clone`` suffix) via ``__cxa_demangle``; None when not."""
     if not name.isascii() or "\0" in name:
         return None
-    if _cxx_expansion_bound(name, _CXX_EXPANSION_LIMIT) > _CXX_EXPANSION_LIMIT:
+    if not _surely_bounded(name) and _cxx_expansion_bound(name, _CXX_EXPANSION_LIMIT) > _CXX_EXPANSION_LIMIT:
         return None
     call = _cxa_demangle_fn()
     return None if call is None else call(name)
+
+
+def _surely_bounded(name: str) -> bool:
+    """True when even the crudest bound keeps ``name`` within ``_CXX_EXPANSION_LIMIT``: every reference
+    (a match of ``_CXX_REF``, which starts with ``S``, ``T`` or ``Dp``; matches do not overlap) at most
+    doubles the name. ``str.count`` in C: ~10x cheaper than ``_cxx_expansion_bound``, and true for
+    most real names (13k of 14k libLLVM names), so the precise bound runs only for the rest."""
+    refs_at_most = name.count("S") + name.count("T") + name.count("Dp")
+    return (len(name) + _STD_ABBREV_MAX) << refs_at_most <= _CXX_EXPANSION_LIMIT
 
 
 def _cxx_expansion_bound(name: str, limit: int) -> int:
@@ -203,6 +213,9 @@ _LEGACY_ESCAPES = {
     "C": ",",
 }
 _RUST_HASH = re.compile(r"h[0-9a-fA-F]{16}")
+# What every Rust legacy name holds: its hash element (length 17) closing the path. Searched first (in C)
+# so that C++ ``_ZN`` names, far more common, skip the parse (a quarter of the time of a C++ name).
+_RUST_HASH_ELEMENT = re.compile(r"17h[0-9a-fA-F]{16}E")
 _LLVM_SUFFIX = re.compile(r"\.llvm\.[0-9A-F@]*$")  # ThinLTO renames: name.llvm.<hex>
 
 

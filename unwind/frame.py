@@ -26,13 +26,28 @@ class Reason(Enum):
     NO_PROCESS = "the process was never seen alive, so its maps were not captured"
 
 
+class _HashSlot:
+    """The slot where a Frame keeps its hash (a base class: a slotted dataclass has slots for its fields
+    only)."""
+
+    __slots__ = ("_hash",)
+    _hash: int
+
+
+_set_hash = _HashSlot.__dict__["_hash"].__set__  # the slot's setter, in C
+
+
 @dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(_HashSlot):
     """One frame of a symbolized stack.
 
     ``module`` is the path of the mapped file (user) or the kernel module name (kernel, None for
     vmlinux). ``file_off`` is the file offset of the address in ``module`` (user frames), kept so an
     unnamed frame still says where it was (``libfoo.so+0x1a2b``).
+
+    The hash is computed at first use and kept: a Profile hashes every frame of every Sample, and the
+    dataclass hash (a tuple of all fields, two of them Enums hashed in Python) was most of the time of
+    building one. Not pickled (the fields are); equality compares every field, as the dataclass does.
     """
 
     name: str | None
@@ -43,6 +58,41 @@ class Frame:
     inlined: bool = False
     unknown: Reason | None = None
     file_off: int | None = None
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:  # not hashed yet (or unpickled: the slot is not part of the state)
+            h = hash(
+                (
+                    self.name,
+                    self.module,
+                    self.kind,
+                    self.file,
+                    self.line,
+                    self.inlined,
+                    self.unknown,
+                    self.file_off,
+                )
+            )
+            _set_hash(self, h)
+            return h
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and self.file_off == other.file_off
+            and self.module == other.module
+            and self.kind is other.kind
+            and self.unknown is other.unknown
+            and self.file == other.file
+            and self.line == other.line
+            and self.inlined == other.inlined
+        )
 
     def label(self, lines: bool = False) -> str:
         """The display name: the function, else ``module+0xOFF``, else ``[unknown]``.

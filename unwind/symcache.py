@@ -19,6 +19,12 @@ File format ``FORMAT`` 1 (all little-endian; every array 8-byte aligned)::
     symbols  (kind 1)  u64 addrs[n] | u64 sizes[n] | u64 name_offs[n] | u64 zero_ends[m] | blob
     kernel   (kind 2)  u64 addrs[n] | i64 name_starts[n] | i64 name_ends[n] | i64 mod_starts[n]
                        | i64 mod_ends[n] | blob                       (m = 0; start -1 = no name)
+    demangled (kind 3) u64 indices[n] | u64 starts[n] | u64 ends[n] | blob
+                       (m = the CRC of the table entry the indices refer to; indices sorted, unique)
+
+Demangled names (``DemangledNames``, a ``{key}.dem`` file beside a table's ``{key}.sym``): demangling a
+big C++ library's names costs far more than loading its table (libLLVM: ~100 ms for the 14k names
+that 40k addresses hit, against ~2 ms), so each name is demangled once, at its first use, and kept.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ MAGIC = b"BPFPSYM\0"
 _HEADER = struct.Struct("<8sIIQQQQ")
 _KIND_SYMBOLS = 1
 _KIND_KERNEL = 2
+_KIND_DEMANGLED = 3
+# Per kind: u64 words of arrays per n, and per m.
+_ARRAY_WORDS = {_KIND_SYMBOLS: (3, 1), _KIND_KERNEL: (5, 0), _KIND_DEMANGLED: (3, 0)}
 # Kernel "modules" whose symbols appear and vanish without a module load: BPF programs, trampolines.
 VOLATILE_MODULES = frozenset(("bpf", "__builtin__ftrace", "__builtin__kprobes"))
 _log = logging.getLogger(__name__)
@@ -102,23 +111,35 @@ class SymbolCache:
         found = self._map(key + ".sym", _KIND_SYMBOLS)
         if found is None:
             return None
-        mm, n, m, arrays_at, blob_at, blob_len = found
+        mm, n, m, arrays_at, blob_at, blob_len, crc = found
         addrs, sizes, name_offs = (
             np.frombuffer(mm, "<u8", n, arrays_at + i * 8 * n).astype(np.uint64, copy=False) for i in range(3)
         )
         zero_ends = np.frombuffer(mm, "<u8", m, arrays_at + 24 * n).astype(np.uint64, copy=False)
         strings = (StringSource(mm, blob_at, blob_at + blob_len),)
         try:
-            return SymbolTable.from_arrays(SymbolArrays(addrs, sizes, name_offs, zero_ends, strings))
+            table = SymbolTable.from_arrays(SymbolArrays(addrs, sizes, name_offs, zero_ends, strings))
         except ValueError:
             return None
+        table.stored_as = (key, crc)
+        return table
 
     def store(self, key: str, table: SymbolTable) -> None:
         """Save ``table`` under ``key`` (atomically); a failure is remembered in ``error``, never raised."""
         a = table.to_arrays()
         arrays = [_u64(a.addrs), _u64(a.sizes), _u64(a.name_offs), _u64(a.zero_ends)]
         blob = [memoryview(s.buf)[s.start : s.end] for s in a.strings]
-        self._write(key + ".sym", _KIND_SYMBOLS, len(a.addrs), len(a.zero_ends), arrays, blob)
+        crc = self._write(key + ".sym", _KIND_SYMBOLS, len(a.addrs), len(a.zero_ends), arrays, blob)
+        if crc is not None:
+            table.stored_as = (key, crc)
+
+    def demangled_names(self, table: SymbolTable) -> DemangledNames | None:
+        """The demangled names kept for ``table`` (none at first), or None when the table is not in this
+        cache (``stored_as`` unset: not cached, or the cache could not be written)."""
+        if table.stored_as is None:
+            return None
+        key, crc = table.stored_as
+        return DemangledNames(self, key, crc)
 
     # -- kallsyms -----------------------------------------------------------------------------
 
@@ -146,7 +167,7 @@ class SymbolCache:
         found = self._map(key + ".ksym", _KIND_KERNEL)
         if found is None:
             return None
-        mm, n, _m, arrays_at, blob_at, blob_len = found
+        mm, n, _m, arrays_at, blob_at, blob_len, _crc = found
         addrs = np.frombuffer(mm, "<u8", n, arrays_at).astype(np.uint64, copy=False)
         cols = [np.frombuffer(mm, "<i8", n, arrays_at + (1 + i) * 8 * n) for i in range(4)]
         if n > 1 and not bool(np.all(addrs[1:] > addrs[:-1])):
@@ -167,13 +188,17 @@ class SymbolCache:
             return
         columns = _lazy_columns(ksyms) or _encoded_columns(ksyms)
         blob, cols = columns
-        if self._write(key + ".ksym", _KIND_KERNEL, len(ksyms), 0, [_u64(ksyms.addrs), *cols], [blob]):
+        if (
+            self._write(key + ".ksym", _KIND_KERNEL, len(ksyms), 0, [_u64(ksyms.addrs), *cols], [blob])
+            is not None
+        ):
             self._remove_others("kallsyms-", key + ".ksym")
 
     # -- files --------------------------------------------------------------------------------
 
-    def _map(self, name: str, kind: int) -> tuple[mmap.mmap, int, int, int, int, int] | None:
-        """The mapped entry ``name`` and its (n, m, arrays offset, blob offset, blob length), if valid."""
+    def _map(self, name: str, kind: int) -> tuple[mmap.mmap, int, int, int, int, int, int] | None:
+        """The mapped entry ``name`` and its (n, m, arrays offset, blob offset, blob length, CRC), if
+        valid."""
         try:
             fd = os.open(os.path.join(self.dir, name), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -187,21 +212,22 @@ class SymbolCache:
         if len(mm) < _HEADER.size:
             return None
         magic, fmt, crc, got_kind, n, m, blob_len = _HEADER.unpack_from(mm, 0)
-        columns = 3 if kind == _KIND_SYMBOLS else 5
-        arrays_len = 8 * (columns * n + m)
+        per_n, per_m = _ARRAY_WORDS[kind]
+        arrays_len = 8 * (per_n * n + per_m * m)
         if (magic, fmt, got_kind) != (MAGIC, FORMAT, kind) or len(mm) != _HEADER.size + arrays_len + blob_len:
             return None
         header_tail = 16  # the CRC covers what follows it
         if zlib.crc32(memoryview(mm)[header_tail : _HEADER.size + arrays_len]) != crc:
             return None
-        return mm, n, m, _HEADER.size, _HEADER.size + arrays_len, blob_len
+        return mm, n, m, _HEADER.size, _HEADER.size + arrays_len, blob_len, crc
 
     def _write(
         self, name: str, kind: int, n: int, m: int, arrays: Sequence[np.ndarray], blob: Iterable[object]
-    ) -> bool:
-        """Write one entry atomically (temporary file, then rename); False (and ``error`` set) on failure."""
+    ) -> int | None:
+        """Write one entry atomically (temporary file, then rename): its CRC, or None (and ``error`` set)
+        on failure."""
         if self.error is not None:
-            return False
+            return None
         blob_parts = [memoryview(b).cast("B") for b in blob]  # type: ignore[arg-type]
         blob_len = sum(len(b) for b in blob_parts)
         tail = struct.pack("<QQQQ", kind, n, m, blob_len)
@@ -221,7 +247,7 @@ class SymbolCache:
                     f.write(b)
             os.replace(tmp, os.path.join(self.dir, name))
             tmp = None
-            return True
+            return crc
         except OSError as e:
             self.error = (
                 f"cannot write the symbol cache in {self.dir} ({e.strerror or e}); symbols are not cached"
@@ -229,7 +255,7 @@ class SymbolCache:
             if self.dir not in _warned:
                 _warned.add(self.dir)
                 _log.warning("bpfprof: %s", self.error)
-            return False
+            return None
         finally:
             if tmp is not None:
                 with contextlib.suppress(OSError):
@@ -241,6 +267,88 @@ class SymbolCache:
                 if entry.name.startswith(prefix) and entry.name != keep:
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
+
+
+class DemangledNames:
+    """The demangled names of one cached symbol table, by symbol index (``{key}.dem``, kind 3).
+
+    Read at first ``get``; ``add`` collects names demangled since; ``save`` writes the old and new ones
+    together (atomically) when there are new ones. An entry whose ``m`` is not the CRC of the table
+    entry it was made for (the table was written again) is a miss, as a damaged one is.
+    """
+
+    def __init__(self, cache: SymbolCache, key: str, table_crc: int) -> None:
+        self._cache = cache
+        self._name = key + ".dem"
+        self._crc = table_crc
+        self._loaded = False
+        self._mm: mmap.mmap | None = None
+        self._indices = np.zeros(0, np.uint64)
+        self._starts = self._ends = self._indices
+        self._blob_at = 0
+        self._new: dict[int, str] = {}
+
+    def _load(self) -> None:
+        self._loaded = True
+        found = self._cache._map(self._name, _KIND_DEMANGLED)
+        if found is None:
+            return
+        mm, n, m, arrays_at, blob_at, blob_len, _crc = found
+        if m != self._crc:
+            return
+        cols = [np.frombuffer(mm, "<u8", n, arrays_at + i * 8 * n) for i in range(3)]
+        indices, starts, ends = cols
+        if n and (
+            not bool(np.all(indices[1:] > indices[:-1]))
+            or not bool(np.all(starts <= ends))
+            or int(ends.max()) > blob_len
+        ):
+            return  # not what we write: a miss
+        self._mm, self._indices, self._starts, self._ends, self._blob_at = mm, indices, starts, ends, blob_at
+
+    def get(self, indices: list[int]) -> list[str | None]:
+        """The kept name of each symbol index (None where none is kept)."""
+        if not self._loaded:
+            self._load()
+        out: list[str | None] = [self._new.get(i) for i in indices] if self._new else [None] * len(indices)
+        if self._mm is None or not len(self._indices) or not indices:
+            return out
+        q = np.asarray(indices, np.uint64)
+        at = np.searchsorted(self._indices, q)
+        safe = np.minimum(at, len(self._indices) - 1)
+        hit = np.flatnonzero(self._indices[safe] == q)
+        mm, base = self._mm, self._blob_at
+        starts, ends = self._starts[safe[hit]].tolist(), self._ends[safe[hit]].tolist()
+        for k, lo, hi in zip(hit.tolist(), starts, ends, strict=True):
+            out[k] = mm[base + lo : base + hi].decode(errors="surrogateescape")
+        return out
+
+    def add(self, index: int, name: str) -> None:
+        """Keep ``name`` as the demangled name of symbol ``index`` (written by ``save``)."""
+        self._new[index] = name
+
+    def save(self) -> None:
+        """Write the kept names with the new ones, if there are new ones; failures only cost speed."""
+        if not self._new:
+            return
+        if not self._loaded:
+            self._load()
+        new_idx = np.fromiter(self._new, np.uint64, len(self._new))
+        raw = [name.encode(errors="surrogateescape") for name in self._new.values()]
+        lens = np.fromiter(map(len, raw), np.uint64, len(raw))
+        old_blob: memoryview | bytes = b""
+        if self._mm is not None and len(self._indices):
+            old_blob = memoryview(self._mm)[self._blob_at : self._blob_at + int(self._ends.max())]
+        new_ends = np.cumsum(lens, dtype=np.uint64) + np.uint64(len(old_blob))
+        indices = np.concatenate([self._indices, new_idx])
+        starts = np.concatenate([self._starts, new_ends - lens])
+        ends = np.concatenate([self._ends, new_ends])
+        indices, first = np.unique(indices, return_index=True)  # (an index is kept once: the old one)
+        arrays = [_u64(indices), _u64(starts[first]), _u64(ends[first])]
+        self._cache._write(self._name, _KIND_DEMANGLED, len(indices), self._crc, arrays, [old_blob, *raw])
+        self._new.clear()
+        self._loaded = False  # read again (the new entry) at the next get
+        self._mm = None
 
 
 def _u64(a: np.ndarray) -> np.ndarray:

@@ -57,6 +57,9 @@ class SymbolTable:
     address past its end is not that symbol. A zero-size symbol covers up to the next symbol (or the end of
     its section), and only where no sized symbol covers the address. Names are decoded lazily from the
     file's string tables, which must stay open (the owning ``ElfFile`` not closed).
+
+    ``stored_as`` is set by the disk cache (unwind/symcache.py) once the table is in it: its key and the
+    CRC of its entry, which names this exact table (e.g. for the demangled names kept beside it).
     """
 
     __slots__ = (
@@ -72,12 +75,14 @@ class SymbolTable:
         "name_offs",
         "name_srcs",
         "sizes",
+        "stored_as",
     )
 
     def __init__(self, parts: list[RawSymbols]) -> None:
         """Merge, sort and de-duplicate the given symbol arrays (best-ranked name wins at one address)."""
         self._strings = tuple(p.strings for p in parts)
         self._names: dict[int, str | None] = {}
+        self.stored_as: tuple[str, int] | None = None
         if not parts or sum(len(p.addrs) for p in parts) == 0:
             empty = np.zeros(0, np.uint64)
             self.addrs = self.sizes = self.name_offs = empty
@@ -211,6 +216,7 @@ class SymbolTable:
         table = cls.__new__(cls)
         table._strings = tuple(a.strings)
         table._names = {}
+        table.stored_as = None
         table.addrs = a.addrs
         table.sizes = a.sizes
         if len(a.strings) > 1:

@@ -22,10 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import unwind.demangle as dm
-from tests.unit.conftest import run
+from tests.unit.conftest import nm_addr, run
+from tests.unit.symbolize_helpers import names_of
 from unwind.demangle import MAX_NAME, MAX_OUTPUT, Demangler, demangle
 from unwind.maps import load_maps
 from unwind.symbolizer import Symbolizer
+from unwind.symcache import SymbolCache
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "tests" / "fixtures" / "src"
@@ -221,6 +223,42 @@ def test_cxx_program_symbols_agree_with_nm_demangled(cxx_prog: Path) -> None:
         and n.endswith("::emplace_back<int, char>(int&&, char&&)")
         for n in names
     )
+
+
+def test_demangled_names_are_kept_in_the_disk_cache(
+    cxx_prog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second run reads the names the first one demangled from the cache (``{key}.dem``), calling the
+    demangler for none of them; a damaged or stale entry is a miss that costs speed, not names."""
+    mangled = [m for m in nm_names(cxx_prog, "--defined-only") if m.startswith("_ZN3geo")][:20]
+    vaddrs = [nm_addr(cxx_prog, m) for m in mangled]
+    cache = SymbolCache(str(tmp_path / "cache"))
+    calls: list[str] = []
+    real = dm.demangle
+    monkeypatch.setattr(dm, "demangle", lambda name: calls.append(name) or real(name))
+
+    def demangled_now() -> list[str | None]:
+        """The names of the addresses from a new Symbolizer; ``calls`` holds the C++ names it demangled."""
+        calls.clear()
+        names = names_of(cxx_prog, tmp_path, vaddrs, cache=cache, debuginfod=False)
+        calls[:] = [c for c in calls if c.startswith("_Z")]
+        return names
+
+    first = demangled_now()
+    assert all(n is not None and "geo::" in n for n in first), first
+    assert len(calls) >= 5  # (C1/C2, D1/D2 aliases share an address: not one per name)
+    (dem,) = Path(cache.dir).glob("*.dem")
+    assert demangled_now() == first
+    assert calls == []  # every name from the cache
+    dem.write_bytes(dem.read_bytes()[:-3])  # damaged: a miss, written again whole
+    assert demangled_now() == first
+    assert len(calls) >= 5
+    assert demangled_now() == first
+    assert calls == []
+    (table,) = Path(cache.dir).glob("*.sym")
+    table.write_bytes(b"")  # parsed and stored again: the same table, the same CRC, its names still hold
+    assert demangled_now() == first
+    assert calls == []
 
 
 def _substitution_bomb(levels: int) -> str:

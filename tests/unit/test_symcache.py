@@ -30,7 +30,7 @@ from unwind.frame import Reason
 from unwind.kallsyms import KernelSymbols, load_kallsyms, parse_kallsyms
 from unwind.maps import load_maps
 from unwind.symbolizer import Symbolizer
-from unwind.symcache import FORMAT, SymbolCache, load_kernel_symbols, table_key
+from unwind.symcache import FORMAT, DemangledNames, SymbolCache, load_kernel_symbols, table_key
 from unwind.symtab import StringSource, SymbolArrays, SymbolTable
 
 KALLSYMS = ROOT / "tests" / "fixtures" / "kallsyms" / "sample.txt"
@@ -372,3 +372,24 @@ def test_real_kallsyms_round_trip(tmp_path: Path) -> None:
     assert cached is not None
     probes = np.random.default_rng(3).choice(live.addrs, 5000) + np.uint64(1)
     assert cached.lookup(probes) == live.lookup(probes)
+
+
+def test_demangled_names_round_trip_merge_and_follow_their_table(tmp_path: Path) -> None:
+    cache = SymbolCache(str(tmp_path))
+    names = DemangledNames(cache, "k", 123)
+    assert names.get([5, 6]) == [None, None]
+    names.add(5, "ns::f(int)")
+    names.add(9, "ns::g() const")
+    names.save()
+    again = DemangledNames(cache, "k", 123)
+    assert again.get([9, 6, 5]) == ["ns::g() const", None, "ns::f(int)"]
+    again.add(6, "h<int>()")
+    again.save()  # merged with what was there
+    assert DemangledNames(cache, "k", 123).get([5, 6, 9, 7]) == [
+        "ns::f(int)",
+        "h<int>()",
+        "ns::g() const",
+        None,
+    ]
+    # another table under the same key (another CRC): not its names
+    assert DemangledNames(cache, "k", 124).get([5, 6]) == [None, None]
