@@ -58,6 +58,10 @@ REMEDIES = {
 }
 
 
+# user frames with no file behind them, named for why
+_NO_FILE_LABELS = {Reason.ANON: "[anonymous memory]", Reason.NO_PROCESS: "[process gone]"}
+
+
 def unknown_report(profile: Profile, top: int = 5) -> list[str]:
     """Lines naming the modules with unnamed frames: their share of the module's frames, cause, remedy.
 
@@ -69,11 +73,12 @@ def unknown_report(profile: Profile, top: int = 5) -> list[str]:
         for f in sample.frames:
             if f.kind is FrameKind.MARKER:
                 continue
-            module = (
-                os.path.basename(f.module)
-                if f.module
-                else ("[kernel]" if f.kind is FrameKind.KERNEL else "[no mapping]")
-            )
+            if f.module:
+                module = os.path.basename(f.module)
+            elif f.kind is FrameKind.KERNEL:
+                module = "[kernel]"
+            else:
+                module = _NO_FILE_LABELS.get(f.unknown, "[no mapping]")
             total[module] += weight.samples
             if f.unknown is not None:
                 unknown[(module, f.unknown)] += weight.samples

@@ -55,3 +55,15 @@ def test_unknown_report_names_module_share_and_remedy() -> None:
     assert "debuginfo-dir" in libc
     assert nomap_line.startswith("  [no mapping]: 10 frames (11.1% of all frames): ")
     assert "frame pointers" in nomap_line
+
+
+def test_unknown_report_labels_module_less_frames_by_their_cause() -> None:
+    from exporters.model import Profile, Sample
+    from profiler.summary import unknown_report
+    from unwind.frame import Frame, FrameKind, Reason
+
+    p = Profile()
+    for i, reason in enumerate((Reason.NO_MAPPING, Reason.ANON, Reason.NO_PROCESS)):
+        p.add(Sample(1, 1, "app", (Frame(None, None, FrameKind.USER, unknown=reason),)), 10 + i, 0)
+    labels = [line.split(":")[0].strip() for line in unknown_report(p)]
+    assert labels == ["[process gone]", "[anonymous memory]", "[no mapping]"]
