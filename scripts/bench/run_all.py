@@ -12,7 +12,8 @@ its anchor (perf, the tool users compare with) measured in the same run. Section
 latency; a 1 s system-wide profile to a written output (wall, peak RSS); CPU-bound throughput while
 sampling system-wide at 99 / 999 / 4999 Hz, frame pointers and DWARF; BPF cost per sample
 (kernel.bpf_stats_enabled); symbolization (scripts/bench/bench_symbolize.py) and DWARF unwinding
-(scripts/bench/bench_unwind.py) throughput; RSS over a 10-minute system-wide run under a fork-heavy load
+(scripts/bench/bench_unwind.py) throughput; `bpfprof stat --by pid -a` against `perf stat -a`
+(scripts/bench/bench_stat.py); RSS over a 10-minute system-wide run under a fork-heavy load
 (sampled every 10 s), bpfprof next to perf record and bpftrace running alongside. bcc's `profile` runs
 where it can; where it cannot (it compiles at start and needs the kernel's headers) it is listed as
 skipped, with the reason it gave.
@@ -373,6 +374,12 @@ def main() -> int:
     lines += ["", "## DWARF unwinding throughput", ""]
     lines += run_script(
         "bench_unwind.py", ["--runs", str(runs), "--samples", "2000" if args.quick else "20000"]
+    )
+
+    step("stat")
+    lines += ["", "## `bpfprof stat --by pid -a` against `perf stat -a`", ""]
+    lines += run_script(
+        "bench_stat.py", ["--runs", str(runs), "--rounds", "20000" if args.quick else "200000"]
     )
 
     step(f"memory over {mem_s} s")

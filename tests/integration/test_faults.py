@@ -250,7 +250,7 @@ def test_ring_buffer_overrun_with_a_stalled_consumer_is_counted(nofp: Path) -> N
 def test_sigstopped_bpfprof_reports_dropped_samples_and_keeps_recording(
     nofp: Path, demo: Path, tmp_path: Path
 ) -> None:
-    """bpfprof itself stopped (SIGSTOP) for a second while a 4999 Hz DWARF recording runs: the summary
+    """bpfprof itself stopped (SIGSTOP) for 3 s while a 4999 Hz DWARF recording runs: the summary
     reports the dropped samples, and samples of the image the command execs after the stop are there."""
     out = tmp_path / "stalled.folded"
     p = subprocess.Popen(
@@ -268,7 +268,7 @@ def test_sigstopped_bpfprof_reports_dropped_samples_and_keeps_recording(
             "--",
             str(nofp),
             "exec",
-            "2.5",
+            "4",
             str(demo),
             "1.5",
         ],
@@ -279,7 +279,8 @@ def test_sigstopped_bpfprof_reports_dropped_samples_and_keeps_recording(
     )
     time.sleep(0.6)
     p.send_signal(signal.SIGSTOP)
-    time.sleep(1.5)
+    # 3 s at 4999 Hz are ~15k samples of a few KiB of stack each: more than the 16 MiB ring holds
+    time.sleep(3)
     p.send_signal(signal.SIGCONT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
