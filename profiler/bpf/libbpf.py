@@ -166,14 +166,19 @@ class Libbpf:
         return getattr(self.lib, fn)(*args)
 
 
-def make_ringbuf_callback(handler: Callable[[bytes], None]) -> object:
-    """Wrap ``handler(record_bytes)`` as a libbpf ring_buffer_sample_fn (keep the result alive)."""
+def make_ringbuf_callback(handler: Callable[[bytes], None], stop: Callable[[], bool] | None = None) -> object:
+    """Wrap ``handler(record_bytes)`` as a libbpf ring_buffer_sample_fn (keep the result alive).
+
+    When ``stop()`` is true after a record, the callback returns -EAGAIN: libbpf then marks that record
+    consumed and returns -EAGAIN from ring_buffer__poll/__consume (ringbuf.c, ringbuf_process_ring),
+    which otherwise keep going as long as new records arrive, without bound when the handler is slower
+    than the producer."""
 
     def _cb(_ctx: int, data: int, size: int) -> int:
         try:
             handler(ctypes.string_at(data, size))
         except Exception:  # an exception may not cross into C; the record is dropped
             return 0
-        return 0
+        return -errno.EAGAIN if stop is not None and stop() else 0
 
     return RINGBUF_SAMPLE_FN(_cb)

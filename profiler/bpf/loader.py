@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 import struct
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +30,7 @@ from profiler.bpf.libbpf import Libbpf, LibbpfError, make_ringbuf_callback
 from profiler.raw import CountRecord
 
 BPF_ANY = 0
+POLL_BUDGET_MS = 200  # how long one poll() may spend in handlers after its wait (see poll)
 
 
 def default_object_path() -> Path:
@@ -98,6 +100,7 @@ class Sampler:
         self.links: list[int] = []
         self.ringbuf = 0
         self._ringbuf_cbs: list[object] = []  # kept alive while libbpf may call them
+        self._poll_until = 0.0  # time.monotonic() when the current poll stops handling records
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -243,7 +246,7 @@ class Sampler:
         self._add_ringbuf("samples", handler)
 
     def _add_ringbuf(self, map_name: str, handler: Callable[[bytes], None]) -> None:
-        cb = make_ringbuf_callback(handler)
+        cb = make_ringbuf_callback(handler, self._poll_spent)
         self._ringbuf_cbs.append(cb)
         fd = self._map_fd(map_name)
         if not self.ringbuf:
@@ -255,17 +258,32 @@ class Sampler:
                 self.bpf.lib.ring_buffer__add(self.ringbuf, fd, cb, None), f"ring buffer {map_name}"
             )
 
-    def poll(self, timeout_ms: int) -> int:
-        """Hand ring-buffer records to their handlers; waits up to ``timeout_ms``. Returns how many."""
+    def poll(self, timeout_ms: int, budget_ms: int = POLL_BUDGET_MS) -> int:
+        """Hand ring-buffer records to their handlers; waits up to ``timeout_ms`` for the first. Returns
+        how many (at least 1 when the budget ran out with records left).
+
+        Handling stops ``budget_ms`` after the wait: a handler slower than the kernel's producer (the
+        DWARF unwinder under a high rate) would otherwise keep libbpf in one poll for as long as samples
+        arrive, and the caller would see neither its deadline nor a Ctrl-C. What is not taken in time
+        waits in the ring (or is dropped by the kernel when it fills, and counted)."""
         if not self.ringbuf:
             return 0
+        self._poll_until = time.monotonic() + (timeout_ms + budget_ms) / 1000
         ret = self.bpf.lib.ring_buffer__poll(self.ringbuf, timeout_ms)
+        if ret == -errno.EAGAIN:
+            return 1
         if ret == -errno.EINTR:
             return 0
         got = self.bpf.check_int(ret, "poll ring buffer")
         if self.config.dwarf_stack_size:  # samples come without wakeups: take what is queued
-            got += self.bpf.check_int(self.bpf.lib.ring_buffer__consume(self.ringbuf), "drain samples")
+            ret = self.bpf.lib.ring_buffer__consume(self.ringbuf)
+            if ret == -errno.EAGAIN:
+                return got + 1
+            got += self.bpf.check_int(ret, "drain samples")
         return got
+
+    def _poll_spent(self) -> bool:
+        return time.monotonic() > self._poll_until
 
     # -- drain -----------------------------------------------------------------------------------
 

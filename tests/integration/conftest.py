@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +36,52 @@ def shares(stacks: Stacks, names: dict[str, float]) -> dict[str, float]:
     total = sum(hits.values())
     assert total > 0, "no samples in the workload's functions"
     return {n: h / total for n, h in hits.items()}
+
+
+def private_mount_ns(script: str) -> list[str]:
+    """The argv prefix that runs ``script`` (``sh -c``; the arguments that follow are its $0, $1...) in a
+    mount namespace of its own (unshare(1), util-linux) whose mounts under /sys stay in it.
+
+    /sys is made private rather than / (``unshare --propagation private``): in a chroot, / is no mount
+    point and its propagation cannot be changed; /sys is one wherever the kernel's sysfs is."""
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "unchanged",
+        "sh",
+        "-c",
+        f"mount --make-rprivate /sys && {script}",
+    ]
+
+
+def run_with_privileges(
+    setpriv_args: list[str], *args: str, copy_to: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """bpfprof under setpriv(1) (util-linux, on every Debian system) with fewer privileges.
+
+    The packages are copied to ``copy_to`` (made world-readable) and run by the base interpreter:
+    another user may not be able to enter the checkout (under /root, say) or the venv.
+    """
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is missing"
+    for package in ("profiler", "unwind", "exporters"):
+        shutil.copytree(ROOT / package, copy_to / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [copy_to, *copy_to.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    parent = copy_to
+    while parent != parent.parent:  # let others through the temporary directories above it
+        parent = parent.parent
+        if parent.stat().st_uid == 0 and str(parent).startswith(tempfile.gettempdir()):
+            parent.chmod(parent.stat().st_mode | 0o755)
+    return subprocess.run(
+        [setpriv, *setpriv_args, os.path.realpath(sys.executable), "-m", "profiler", *args],
+        capture_output=True,
+        text=True,
+        cwd=copy_to,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(copy_to), **(env or {})},
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, bpfprof
+from tests.integration.conftest import ROOT, bpfprof, private_mount_ns, run_with_privileges
 
 pytestmark = pytest.mark.bpf
 
@@ -77,35 +74,6 @@ def test_bad_input_gets_one_sentence(args: list[str], message: str, tmp_path: Pa
     assert message in lines[0], lines[0]
 
 
-def run_with_privileges(
-    setpriv_args: list[str], *args: str, copy_to: Path
-) -> subprocess.CompletedProcess[str]:
-    """bpfprof under setpriv(1) (util-linux, on every Debian system) with fewer privileges.
-
-    The packages are copied to ``copy_to`` (made world-readable) and run by the base interpreter:
-    another user may not be able to enter the checkout (under /root, say) or the venv.
-    """
-    setpriv = shutil.which("setpriv")
-    assert setpriv, "setpriv (util-linux) is missing"
-    for package in ("profiler", "unwind", "exporters"):
-        shutil.copytree(ROOT / package, copy_to / package, ignore=shutil.ignore_patterns("__pycache__"))
-    for path in [copy_to, *copy_to.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    parent = copy_to
-    while parent != parent.parent:  # let others through the temporary directories above it
-        parent = parent.parent
-        if parent.stat().st_uid == 0 and str(parent).startswith(tempfile.gettempdir()):
-            parent.chmod(parent.stat().st_mode | 0o755)
-    return subprocess.run(
-        [setpriv, *setpriv_args, os.path.realpath(sys.executable), "-m", "profiler", *args],
-        capture_output=True,
-        text=True,
-        cwd=copy_to,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(copy_to)},
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize(
     ("setpriv_args", "message"),
     [
@@ -144,7 +112,7 @@ def test_no_btf_gets_one_sentence(vmlinux: bytes | None, message: str, tmp_path:
     script += ' && exec "$@"'
     out = tmp_path / "x.folded"
     r = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+        [*private_mount_ns(script), "sh",
          sys.executable, "-m", "profiler", "record", "-d", "1", "-o", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )  # fmt: skip

@@ -15,7 +15,7 @@ import pytest
 
 from profiler.events import KNOWN_EVENTS, load_pmus, parse_event
 from profiler.perf_event import has_core_pmu
-from tests.integration.conftest import ROOT, bpfprof, read_folded
+from tests.integration.conftest import ROOT, bpfprof, private_mount_ns, read_folded
 from tests.workloads.build import build
 
 # The attr cross-checks need no BPF (and no root but for the mount namespace); the rest is marked bpf.
@@ -120,7 +120,7 @@ def test_pmu_terms_match_perf_on_a_fixture_intel_pmu(perf: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("a private mount namespace needs root")
     mount = f'mount --bind "{INTEL}" {SYSFS_PMUS} && exec "$0" "$@"'
-    prefix = ("unshare", "--mount", "--propagation", "private", "sh", "-c", mount)
+    prefix = tuple(private_mount_ns(mount))
     for event in INTEL_TERMS:
         assert ours(event, pmus) == as_perf_prints(perf_attr(perf, event, prefix)), event
     # the namespace was private: this machine's PMUs are untouched

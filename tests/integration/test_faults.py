@@ -247,6 +247,43 @@ def test_ring_buffer_overrun_with_a_stalled_consumer_is_counted(nofp: Path) -> N
     assert after > 0.3 * rate(4999), (after, stats)
 
 
+def test_a_consumer_slower_than_the_kernel_still_stops_at_the_duration(nofp: Path) -> None:
+    """DWARF mode where every record costs the consumer 0.5 ms (a fifth of the rate the kernel makes them):
+    the recording still ends at its duration, not when the workloads exit, because one poll handles
+    records for a bounded time (libbpf's own poll goes on as long as records arrive)."""
+    busy = [subprocess.Popen([str(nofp), "split", "12"]) for _ in online_cpus()]
+    try:
+        with LazySymbolizer() as symbolizers, StopFlag() as stop:
+            dwarf = DwarfAggregator(symbolizers.get)
+            unwind = dwarf.on_record
+
+            def slow(record: bytes) -> None:
+                time.sleep(0.0005)
+                unwind(record)
+
+            dwarf.on_record = slow  # type: ignore[method-assign]
+            opts = RecordOptions(
+                pids=[p.pid for p in busy],
+                sampling=SamplingSpec(rate(4999)),
+                cpus=online_cpus(),
+                duration_s=2,
+                dwarf_stack_size=16384,
+            )
+            t0 = time.monotonic()
+            result = record(opts, stop, on_new_process=symbolizers.on_new_process, dwarf=dwarf)
+            took = time.monotonic() - t0
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert result.stopped_by == "duration"
+    # the workloads ran 12 s; what was queued at the stop (up to 16 MiB) is still handled, 0.5 ms each
+    assert took < 9, took
+    stats = result.raw.stats
+    assert stats["samples_dropped"] > 0, stats  # the ring filled behind the slow consumer: counted
+    assert stats["seen"] == stats["kept"] + stats["samples_dropped"] + stats["kthread_skipped"], stats
+
+
 def test_sigstopped_bpfprof_reports_dropped_samples_and_keeps_recording(
     nofp: Path, demo: Path, tmp_path: Path
 ) -> None:
