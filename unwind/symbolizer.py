@@ -281,10 +281,6 @@ class Symbolizer:
             del self._recent[pid]
         return True
 
-    def captured_images(self) -> int:
-        """How many process images are captured now (and not retired)."""
-        return len(self._procs)
-
     def _add_mappings(self, proc: _Process, maps: list[Mapping]) -> None:
         """Add ``maps`` to ``proc`` (skipping any that overlap a known mapping) and keep their files."""
         old, old_starts = proc.maps, proc.starts

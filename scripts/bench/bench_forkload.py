@@ -27,15 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tests.workloads.build import build  # noqa: E402
 
-
-def rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_all import rss_kib  # noqa: E402
 
 
 def run(root: Path, seconds: int, every: float, tmp: Path) -> dict[str, object]:
