@@ -404,7 +404,11 @@ class TaskCounterConfig:
     nr_events: int
     switch_out_mask: int = 0
     value_only_mask: int = 0
+    direct_mask: int = 0
+    # the event whose times the value-only events have (the BPF program charges them none); a
+    # clock (time_is_value) is value-only too: its times are its count
     time_source: int = 0
+    time_is_value: bool = False
     by_tid: bool = False
     filter_tgids: bool = False
     follow_forks: bool = False
@@ -468,7 +472,7 @@ class TaskCounter:
         cfg.nr_cpus = self.nr_cpus
         cfg.switch_out_mask = c.switch_out_mask
         cfg.value_only_mask = c.value_only_mask
-        cfg.time_source = c.time_source
+        cfg.direct_mask = c.direct_mask
         cfg.by_tid = int(c.by_tid)
         cfg.filter_tgids = int(c.filter_tgids)
         cfg.follow_forks = int(c.follow_forks)
@@ -542,13 +546,12 @@ class TaskCounter:
         key, nxt, val = StatKey(), StatKey(), StatValue()
         out: dict[TaskKey, list[Reading]] = {}
         prev = None
-        n = self.config.nr_events
         while lib.bpf_map_get_next_key(fd, prev, ctypes.byref(nxt)) == 0:
             ctypes.memmove(ctypes.byref(key), ctypes.byref(nxt), ctypes.sizeof(key))
             prev = ctypes.byref(key)
             if lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(val)) != 0:
                 continue
-            readings = [Reading(val.counter[i], val.enabled[i], val.running[i]) for i in range(n)]
+            readings = task_readings(self.config, val)
             if key.tgid == STAT_TGID_OTHER and not any(r.value or r.enabled for r in readings):
                 continue
             tk = TaskKey(key.tgid, key.tid, key.comm.decode(errors="replace"))
@@ -576,6 +579,39 @@ class TaskCounter:
         if self.obj:
             self.bpf.lib.bpf_object__close(self.obj)
             self.obj = 0
+
+
+def task_readings(c: TaskCounterConfig, val: object) -> list[Reading]:
+    """A `tasks` value (StatValue) as readings: value-only events get the time source's times."""
+    src = c.time_source
+    times = (val.counter[src],) * 2 if c.time_is_value else (val.enabled[src], val.running[src])
+    return [
+        Reading(val.counter[i], *times)
+        if c.value_only_mask >> i & 1
+        else Reading(val.counter[i], val.enabled[i], val.running[i])
+        for i in range(c.nr_events)
+    ]
+
+
+def task_counter_config(supported: list[StatEvent], opts: StatOptions) -> TaskCounterConfig:
+    """What the BPF program reads how: software events never multiplex, so one event's times stand
+    for them all (a clock's times are its count, so then none is read with times); those of the
+    software PMU that are not clocks have their counts loaded without a helper call."""
+    software = [i for i, ev in enumerate(supported) if ev.spec.type == PERF_TYPE_SOFTWARE]
+    clocks = [i for i in software if is_clock(supported[i].spec)]
+    source = (clocks or software or [0])[0]
+    return TaskCounterConfig(
+        nr_events=len(supported),
+        switch_out_mask=sum(1 << i for i, ev in enumerate(supported) if is_switch_out(ev.spec)),
+        value_only_mask=sum(1 << i for i in software if i != source or clocks),
+        direct_mask=sum(1 << i for i in software if i != source and not is_clock(supported[i].spec)),
+        time_source=source,
+        time_is_value=bool(clocks),
+        by_tid=opts.by is By.TID,
+        filter_tgids=not opts.system_wide,
+        follow_forks=not opts.system_wide,
+        tasks_size=opts.tasks_size,
+    )
 
 
 def group_of(key: TaskKey, by: By) -> GroupKey:
@@ -820,19 +856,7 @@ def _start_task_counter(
 
     if len(supported) > STAT_MAX_EVENTS:
         raise UserError(f"{len(supported)} events: per-task counting takes at most {STAT_MAX_EVENTS}", 2)
-    mask = sum(1 << i for i, ev in enumerate(supported) if is_switch_out(ev.spec))
-    software = [i for i, ev in enumerate(supported) if ev.spec.type == PERF_TYPE_SOFTWARE]
-    config = TaskCounterConfig(
-        nr_events=len(supported),
-        switch_out_mask=mask,
-        # software events never multiplex: one clock read gives the times of them all
-        value_only_mask=sum(1 << i for i in software[1:]),
-        time_source=software[0] if software else 0,
-        by_tid=opts.by is By.TID,
-        filter_tgids=not opts.system_wide,
-        follow_forks=not opts.system_wide,
-        tasks_size=opts.tasks_size,
-    )
+    config = task_counter_config(supported, opts)
     try:
         tc = TaskCounter(config).__enter__()
     except LibbpfMissing as exc:

@@ -121,8 +121,50 @@ static __always_inline void add(__u64 *field, __u64 delta)
 		__sync_fetch_and_add(field, delta);
 }
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* The count of a counting event of perf's software PMU (page-faults, context-switches, ...) at
+ * `index` of `counters`, loaded directly: perf_event_read_local() only loads event->count for these,
+ * and a helper call costs more than the rest of the program. The chain counters (a bpf_array) ->
+ * ptrs[index] (a bpf_event_entry) -> event -> count goes through read-only casts: plain loads, a
+ * fault reads 0. */
+static __always_inline int load_count(__u64 index, __u64 *count)
+{
+	struct bpf_array *arr = bpf_rdonly_cast(&counters, bpf_core_type_id_kernel(struct bpf_array));
+	char *slot = (char *)arr + bpf_core_field_offset(struct bpf_array, ptrs) + index * sizeof(void *);
+	struct llist_node *ptr = bpf_rdonly_cast(slot, bpf_core_type_id_kernel(struct llist_node));
+	struct bpf_event_entry *ee =
+		bpf_rdonly_cast(ptr->next, bpf_core_type_id_kernel(struct bpf_event_entry));
+	if (!ee)
+		return -1; /* no counter placed there */
+	struct perf_event *ev = ee->event;
+	if (!ev)
+		return -1;
+	*count = ev->count.a.a.counter;
+	return 0;
+}
+
+/* Event i of this CPU, with its enabled and running times (a clock read in the kernel), or, with
+ * value_only, its count alone. */
+static __always_inline int read_counter(__u32 i, __u32 cpu, struct bpf_perf_event_value *now, int value_only)
+{
+	__u64 index = (__u64)i * cfg.nr_cpus + cpu;
+	if (bpf_rdonly_cast && (cfg.direct_mask & (1U << i)))
+		return load_count(index, &now->counter);
+	if (!value_only)
+		return bpf_perf_event_read_value(&counters, index, now, sizeof(*now)) ? -1 : 0;
+	long v = bpf_perf_event_read(&counters, index);
+	if (v < 0 && v >= -4095) /* -errno; counts never get that large */
+		return -1;
+	now->counter = v;
+	return 0;
+}
+
 /* Read this CPU's counters and charge what they counted since the last reading: to `t`, or for
- * switch-out events to the task switched out before. At a switch, `t` becomes the pending owner. */
+ * switch-out events to the task switched out before. At a switch, `t` becomes the pending owner.
+ * Helper calls and locked adds are what this costs (the kernel's return thunks make every call
+ * dear), so value-only events are charged their counts alone: their times are those of a time
+ * source event, which user space fills in (stat.py, TaskCounter.read_tasks). */
 static __always_inline void account(struct task_struct *t, int at_switch)
 {
 	__u32 idx = 0;
@@ -136,42 +178,33 @@ static __always_inline void account(struct task_struct *t, int at_switch)
 	if (cfg.switch_out_mask)
 		before = st->has_pending ? slot_of(&st->pending) : owner;
 	__u32 cpu = bpf_get_smp_processor_id();
-	__u64 base_enabled = 0, base_running = 0;
+	if (cpu >= cfg.nr_cpus)
+		return;
 
 	for (__u32 i = 0; i < STAT_MAX_EVENTS; i++) {
 		if (i >= cfg.nr_events)
 			break;
 		struct bpf_perf_event_value now = {};
-		__u64 index = (__u64)i * cfg.nr_cpus + cpu;
-		if (cfg.value_only_mask & (1U << i)) {
-			long v = bpf_perf_event_read(&counters, index);
-			if (v < 0 && v >= -4095) { /* -errno; counts never get that large */
-				health_inc(HEALTH_READ_FAILED);
-				continue;
-			}
-			now.counter = v;
-			now.enabled = base_enabled;
-			now.running = base_running;
-		} else if (bpf_perf_event_read_value(&counters, index, &now, sizeof(now))) {
+		int value_only = cfg.value_only_mask & (1U << i);
+		if (read_counter(i, cpu, &now, value_only)) {
 			health_inc(HEALTH_READ_FAILED);
 			continue;
 		}
-		if (i == cfg.time_source) {
-			base_enabled = now.enabled;
-			base_running = now.running;
-		}
 		__u64 dc = now.counter - st->last.counter[i];
+		st->last.counter[i] = now.counter;
+		struct stat_value *to = (cfg.switch_out_mask & (1U << i)) ? before : owner;
+		if (to)
+			add(&to->counter[i], dc);
+		if (value_only)
+			continue;
 		__u64 de = now.enabled - st->last.enabled[i];
 		__u64 dr = now.running - st->last.running[i];
-		st->last.counter[i] = now.counter;
 		st->last.enabled[i] = now.enabled;
 		st->last.running[i] = now.running;
-		struct stat_value *to = (cfg.switch_out_mask & (1U << i)) ? before : owner;
-		if (!to)
-			continue;
-		add(&to->counter[i], dc);
-		add(&to->enabled[i], de);
-		add(&to->running[i], dr);
+		if (to) {
+			add(&to->enabled[i], de);
+			add(&to->running[i], dr);
+		}
 	}
 	if (at_switch) {
 		st->pending = key;

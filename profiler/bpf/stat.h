@@ -38,11 +38,14 @@ struct stat_config {
 	__u32 nr_events;       /* counters per CPU, <= STAT_MAX_EVENTS */
 	__u32 nr_cpus;         /* stride of `counters`: event i of CPU c sits at i * nr_cpus + c */
 	__u32 switch_out_mask; /* bit i: event i counts at switch-out, after sched_switch fires */
-	/* bit i: read event i's value alone (bpf_perf_event_read: no clock reads) and take its enabled
-	 * and running times from event time_source; set for software events, which never multiplex,
-	 * all after time_source, itself a software event */
+	/* bit i: read event i's count alone (bpf_perf_event_read: no clock reads) and charge no
+	 * times with it; set for software events, which never multiplex, but one whose times stand
+	 * for theirs (user space fills them in), or for all when that one is a clock (a clock's
+	 * times are its count) */
 	__u32 value_only_mask;
-	__u32 time_source;
+	/* bit i: event i is of perf's software PMU (page-faults, ...; not a clock), value-only: load
+	 * its count directly, without a helper call */
+	__u32 direct_mask;
 	__u8 by_tid;           /* key by thread, not by process */
 	__u8 filter_tgids;     /* charge only tgids in `targets` */
 	__u8 follow_forks;     /* add children of targets to `targets` */

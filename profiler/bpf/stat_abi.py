@@ -41,7 +41,7 @@ class StatConfig(ctypes.Structure):
         ("nr_cpus", ctypes.c_uint32),
         ("switch_out_mask", ctypes.c_uint32),
         ("value_only_mask", ctypes.c_uint32),
-        ("time_source", ctypes.c_uint32),
+        ("direct_mask", ctypes.c_uint32),
         ("by_tid", ctypes.c_uint8),
         ("filter_tgids", ctypes.c_uint8),
         ("follow_forks", ctypes.c_uint8),

@@ -3,7 +3,8 @@
 
 Measures: the slowdown of a context-switch-heavy workload (two processes ping-ponging a byte over
 two pipes, both on CPU 0) while `bpfprof stat --by pid -a` counts, against the slowdown under plain
-`perf stat -a` on the same events (target: at most 2x perf's); the cost per context switch of the
+`perf stat -a` on the same events (target: at most 2x perf's), and under perf's own per-process
+counting (`perf stat -- CMD`: per-task counters, switched with the task); the cost per context switch of the
 sched_switch program (kernel.bpf_stats_enabled); and the time from starting `stat` to counting
 (`-- CMD`: the command prints CLOCK_MONOTONIC at its first instruction; target: at most 150 ms).
 Run as root: `.venv/bin/python scripts/bench/bench_stat.py [--runs 5] [--rounds 200000] [--out F.md]`.
@@ -58,6 +59,18 @@ def under(cmd: list[str] | None, work: Path, rounds: int) -> float:
         counter.wait()
 
 
+def under_perf_per_task(work: Path, rounds: int) -> float:
+    """The workload's time under perf's own way to count per process: per-task counters (inherited
+    by the child), scheduled in and out at each switch; perf's "seconds time elapsed"."""
+    out = TMP / "per-task"
+    subprocess.run(
+        [PERF, "stat", "-e", EVENTS, "-o", str(out), "--", "taskset", "-c", "0", str(work), "pingpong",
+         str(rounds), "procs"],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return float(out.read_text().split(" seconds time elapsed")[0].split()[-1])
+
+
 def overhead(work: Path, rounds: int) -> dict[str, float]:
     cmds: dict[str, list[str] | None] = {
         "baseline": None,
@@ -76,7 +89,10 @@ def overhead(work: Path, rounds: int) -> dict[str, float]:
     }
     if PERF:
         cmds["perf stat -a"] = [PERF, "stat", "-e", EVENTS, "-a", "-o", str(TMP / "q")]
-    return {name: under(cmd, work, rounds) for name, cmd in cmds.items()}
+    times = {name: under(cmd, work, rounds) for name, cmd in cmds.items()}
+    if PERF:
+        times["perf stat -- CMD (per-task counters)"] = under_perf_per_task(work, rounds)
+    return times
 
 
 def start_latency(stamp: Path) -> dict[str, float]:

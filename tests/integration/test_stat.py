@@ -51,6 +51,12 @@ def test_a_known_number_of_page_faults_is_counted_exactly(stat_work: Path, tmp_p
     pid = int(r.stdout.split("STAT_WORK ")[1])
     touchers = [g for g in doc["groups"] if g["pid"] == pid and g["comm"] == "toucher"]
     assert sorted(_counts(g)["page-faults"] for g in touchers) == [1000, 3000]
+    for g in touchers:  # software events' times are the task's task-clock (the program charges none)
+        by_event = {c["event"]: c for c in g["counts"]}
+        clock = by_event["task-clock"]["raw_value"]
+        assert clock > 0
+        for c in by_event.values():
+            assert (c["time_enabled_ns"], c["time_running_ns"]) == (clock, clock), c
     for i, event in enumerate(EVENTS.split(",")):
         assert sum(g["counts"][i]["raw_value"] for g in doc["groups"]) == doc["total"][i]["raw_value"], event
     assert doc["health"]["read_failed"] == 0

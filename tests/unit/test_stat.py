@@ -35,6 +35,8 @@ from profiler.stat import (
     is_switch_out,
     run_stat,
     sum_readings,
+    task_counter_config,
+    task_readings,
     task_snapshot,
 )
 from profiler.stat_report import format_table, rows
@@ -382,3 +384,44 @@ def test_snapshot_minus_gives_the_stretch_between() -> None:
     assert d.elapsed_ns == 200
     assert d.total == [Reading(15, 20, 20), None]
     assert d.groups == {}  # a counted nothing new (its enabled time alone does not make a row)
+
+
+def _task_config(names: str):
+    events = [StatEvent(s) for s in parse_event_list(names)]
+    return task_counter_config(
+        events, StatOptions(events=[e.spec for e in events], required=[], system_wide=True)
+    )
+
+
+def test_software_events_are_read_without_times_and_the_clock_stands_for_them() -> None:
+    """With a clock among the events no event is read with its times (a clock read each); the
+    software PMU's counts are loaded directly; context-switches are charged at switch-out."""
+    c = _task_config("cycles,page-faults,context-switches,task-clock")
+    assert (c.time_source, c.time_is_value) == (3, True)
+    assert c.value_only_mask == 0b1110  # cycles keeps its times: it may be multiplexed
+    assert c.direct_mask == 0b0110  # not the clock: its count is brought up to date by a read
+    assert c.switch_out_mask == 0b0100
+    c = _task_config("cycles,page-faults,context-switches")
+    assert (c.time_source, c.time_is_value) == (1, False)
+    assert (c.value_only_mask, c.direct_mask) == (0b100, 0b100)  # page-faults is read with times
+    c = _task_config("cycles,instructions")
+    assert (c.value_only_mask, c.direct_mask) == (0, 0)
+
+
+class _Value:  # a StatValue's three arrays
+    def __init__(self, counter, enabled, running):
+        self.counter, self.enabled, self.running = counter, enabled, running
+
+
+def test_task_readings_give_value_only_events_the_time_sources_times() -> None:
+    c = _task_config("cycles,page-faults,context-switches,task-clock")
+    val = _Value([900, 7, 2, 5000], [6000, 0, 0, 0], [3000, 0, 0, 0])
+    assert task_readings(c, val) == [
+        Reading(900, 6000, 3000),  # multiplexed: its own times
+        Reading(7, 5000, 5000),
+        Reading(2, 5000, 5000),
+        Reading(5000, 5000, 5000),
+    ]
+    c = _task_config("cycles,page-faults,context-switches")
+    val = _Value([900, 7, 2], [6000, 4000, 0], [3000, 4000, 0])
+    assert task_readings(c, val)[1:] == [Reading(7, 4000, 4000), Reading(2, 4000, 4000)]

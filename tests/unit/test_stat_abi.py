@@ -26,7 +26,7 @@ int main(void) {
     F(stat_value, counter) F(stat_value, enabled) F(stat_value, running)
     F(stat_cpu_state, last) F(stat_cpu_state, pending) F(stat_cpu_state, has_pending)
     F(stat_config, nr_events) F(stat_config, nr_cpus) F(stat_config, switch_out_mask)
-    F(stat_config, value_only_mask) F(stat_config, time_source)
+    F(stat_config, value_only_mask) F(stat_config, direct_mask)
     F(stat_config, by_tid) F(stat_config, filter_tgids) F(stat_config, follow_forks)
     printf("const STAT_COMM_LEN %d\nconst STAT_MAX_EVENTS %d\nconst HEALTH_MAX %d\n",
            STAT_COMM_LEN, STAT_MAX_EVENTS, HEALTH_MAX);
