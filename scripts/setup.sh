@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what bpfprof needs on Debian/Ubuntu (as root), makes .venv with bpfprof installed, and
 # rebuilds the BPF object from source. Safe to run again: it skips what is already there.
-# usage: scripts/setup.sh [--test]
+# usage: scripts/setup.sh [--test | --bench]
 #
 # Python dependencies come from Debian's packages (numpy, psutil, pytest, hypothesis) into a venv
 # with --system-site-packages, so set-up works without reaching PyPI; only the linter (ruff, not
@@ -17,8 +17,13 @@ pkgs=(python3 python3-venv python3-pip python3-setuptools python3-numpy python3-
 # xz-utils (MiniDebugInfo fixtures), golang-go (`go tool pprof` reads the pprof output), tmux (a real
 # terminal for `bpfprof top` and the progress line), linux-perf (`perf stat -vv` is the reference for
 # event attrs)
-[ "${1:-}" = --test ] && pkgs+=(nodejs debuginfod g++ gdb libc6-dbg binutils xz-utils golang-go tmux linux-perf
-                                     chromium python3-websocket)
+case "${1:-}" in --test|--bench)
+  pkgs+=(nodejs debuginfod g++ gdb libc6-dbg binutils xz-utils golang-go tmux linux-perf chromium
+         python3-websocket) ;;
+esac
+# --bench: also the tools the benchmarks compare with (bcc's profile runs only where the kernel's
+# headers are installed; scripts/bench/run_all.py says so when it cannot)
+[ "${1:-}" = --bench ] && pkgs+=(bpftrace bpfcc-tools)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

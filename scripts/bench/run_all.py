@@ -237,7 +237,10 @@ def memory_run(work: Path, seconds: int, every: int, tmp: Path) -> tuple[list[st
             f"| {name} | {values[0] / 1024:.0f} | {values[-1] / 1024:.0f} | {max(values) / 1024:.0f} | "
             f"{growth:+.1f} | {growth * 1000 / n_proc:+.2f} |"
         )
-    lines += ["", "bpfprof's summary of that run:", "", "```", *summary[:12], "```"]
+    lines += ["", f"RSS MB, every {every * 6} s (the growth is steady or a step):", ""]
+    for name, values in rss.items():
+        lines.append(f"- {name}: " + " ".join(f"{v / 1024:.0f}" for v in values[::6] if v))
+    lines += ["", "bpfprof's summary of that run:", "", "```", *summary[:40], "```"]
     return lines, rss
 
 
