@@ -256,7 +256,7 @@ def cmd_record(ns: argparse.Namespace, command: list[str]) -> int:
         if opts.dwarf_stack_size:
             from profiler.dwarf import DwarfAggregator
 
-            dwarf = DwarfAggregator(symbolizers.get)
+            dwarf = DwarfAggregator(symbolizers.current)
         from profiler.retire import Retirer
 
         # exited processes are symbolized and forgotten while recording, unless a .bpfprof output

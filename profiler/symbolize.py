@@ -14,6 +14,7 @@ from exporters.model import Profile, ProfileMeta, Sample
 from profiler.procinfo import kernel_build_id, read_process
 from profiler.raw import RawProfile, StackStatus
 from unwind.frame import MISSED_KERNEL, MISSED_USER, TRUNCATED, UNWIND_FAILED, Frame
+from unwind.maps import EarlyCapture, capture_early
 
 if TYPE_CHECKING:
     from unwind.symbolizer import Symbolizer
@@ -29,6 +30,8 @@ class LazySymbolizer:
         self._lock = threading.Lock()
         self._warming: threading.Thread | None = None
         self.processes: dict[int, tuple[str, int | None]] = {}  # pid -> (command line, parent pid)
+        # images that exec'd while the warm-up made the symbolizer (unwind.maps.capture_early)
+        self._early: dict[tuple[int, int], EarlyCapture] = {}
 
     def get(self) -> Symbolizer:
         with self._lock:
@@ -41,7 +44,21 @@ class LazySymbolizer:
     def on_tick(self, _sampler: object, _elapsed: float) -> None:
         """While recording: let the symbolizer look again for what appears after capture (JIT maps)."""
         if self._symbolizer is not None and not self._lock.locked():
+            if not self._warming_up():
+                self._take_early(self._symbolizer)
             self._symbolizer.revisit()
+
+    def _warming_up(self) -> bool:
+        return self._warming is not None and self._warming.is_alive()
+
+    def _take_early(self, symbolizer: Symbolizer) -> None:
+        """Hand the early captures to the symbolizer (in the thread that records, as they were taken)."""
+        while self._early:
+            (pid, gen), early = self._early.popitem()
+            try:
+                symbolizer.capture(pid, gen, early)
+            finally:
+                early.close()
 
     def warm_up(self, kernel: bool) -> None:
         """Import the symbolizer (and load kallsyms) in a thread while recording, not after it.
@@ -66,19 +83,37 @@ class LazySymbolizer:
                 return None
             self._warming.join()
             self._warming = None
-        return self.get()
+        return self._with_early(self.get())
 
     def wait(self) -> Symbolizer:
         """The symbolizer, once any warm-up has finished."""
         if self._warming is not None:
             self._warming.join()
             self._warming = None
-        return self.get()
+        return self._with_early(self.get())
+
+    def _with_early(self, symbolizer: Symbolizer) -> Symbolizer:
+        self._take_early(symbolizer)
+        return symbolizer
+
+    def current(self) -> Symbolizer:
+        """The symbolizer (made now if need be) with the early captures taken over: for the thread
+        that records (DWARF unwinding of samples while recording)."""
+        return self._with_early(self.get())
 
     def on_new_process(self, pid: int, exec_gen: int) -> None:
         """Snapshot a newly sampled process's maps (again after each exec: its image changed), and its
-        command line and parent (the latest exec's wins)."""
-        self.get().capture(pid, exec_gen)
+        command line and parent (the latest exec's wins).
+
+        While the warm-up still makes the symbolizer (~0.2 s, more on a busy machine), the maps and
+        files are captured without it: a short command run at the start would be gone by then."""
+        if self._warming_up():
+            key = (pid, exec_gen)
+            early = capture_early(pid) if key not in self._early else None
+            if early is not None:
+                self._early[key] = early
+        else:
+            self._with_early(self.get()).capture(pid, exec_gen)
         info = read_process(pid)
         if info is not None:  # one string per distinct command line: a loop starts the same one often
             self.processes[pid] = (sys.intern(info[0]), info[1])
@@ -95,6 +130,9 @@ class LazySymbolizer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for early in self._early.values():  # never taken over (recording failed)
+            early.close()
+        self._early.clear()
         if self._symbolizer is not None:
             self._symbolizer.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -115,3 +116,45 @@ def find_mapping(mappings: Sequence[Mapping], abs_addr: int) -> Mapping | None:
     if i >= 0 and abs_addr < mappings[i].end:
         return mappings[i]
     return None
+
+
+@dataclass(eq=False, slots=True)
+class EarlyCapture:
+    """A process's maps with the files of its executable mappings held open (and its vDSO's bytes),
+    read at exec while the symbolizer is still being made: a short process is gone by the time it is
+    (``Symbolizer.capture(..., early=)`` takes it over). Needs no ELF code and no numpy."""
+
+    maps: list[Mapping]
+    fds: dict[int, int]  # mapping start -> fd of its file, opened through /proc/PID/map_files
+    vdso: bytes | None
+    captured: float  # time.monotonic()
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+
+def capture_early(pid: int, proc: str = "/proc") -> EarlyCapture | None:
+    """An EarlyCapture of ``pid``, or None when the process is gone or unreadable."""
+    now = time.monotonic()
+    try:
+        maps = load_maps(pid, proc)
+    except OSError:
+        return None
+    fds: dict[int, int] = {}
+    vdso = None
+    for m in maps:
+        try:
+            if m.path == "[vdso]":
+                fd = os.open(os.path.join(proc, str(pid), "mem"), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    vdso = os.pread(fd, m.end - m.start, m.start)
+                finally:
+                    os.close(fd)
+            elif m.is_exec and m.is_file:
+                path = os.path.join(proc, str(pid), "map_files", f"{m.start:x}-{m.end:x}")
+                fds[m.start] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone meanwhile, or not ours to read: the symbolizer tries the paths later
+    return EarlyCapture(maps, fds, vdso, now)

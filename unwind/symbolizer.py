@@ -39,7 +39,7 @@ from unwind.dwarf import DwarfInfo, SourceFrame
 from unwind.elf import ElfError, ElfFile, Segment
 from unwind.frame import Frame, FrameKind, Reason
 from unwind.kallsyms import KernelSymbols, names_at
-from unwind.maps import Mapping, load_maps
+from unwind.maps import EarlyCapture, Mapping, load_maps
 from unwind.perfmap import PerfMap, open_perf_map, parse_perf_map, read_perf_map
 from unwind.symcache import DemangledNames, SymbolCache, load_kernel_symbols, stale_kernel_results
 from unwind.symtab import SymbolTable
@@ -234,8 +234,11 @@ class Symbolizer:
 
     # -- capture ------------------------------------------------------------------------------
 
-    def capture(self, pid: int, gen: int = 0) -> bool:
+    def capture(self, pid: int, gen: int = 0, early: EarlyCapture | None = None) -> bool:
         """Snapshot ``/proc/PID/maps`` and keep each executable file reachable; cheap, no ELF parsing.
+
+        With ``early`` (unwind.maps.capture_early, taken at exec before this Symbolizer existed), its maps
+        and open files stand for the snapshot: the process may be gone now. The caller closes it.
 
         ``gen`` counts the execs of the process seen while recording: each image is captured (and later
         symbolized) apart, so samples taken before an exec are named from the image they ran.
@@ -246,14 +249,14 @@ class Symbolizer:
         if key in self._procs or key in self._gone:
             return False
         try:
-            maps = load_maps(pid, self._proc)
+            maps = early.maps if early is not None else load_maps(pid, self._proc)
         except OSError:
             self._gone.add(key)
             return False
         proc = _Process(pid, [], [], {}, refreshed=-REFRESH_INTERVAL)  # the first refresh may come at once
         proc.perf_map_fd = open_perf_map(pid, self._proc)
-        proc.captured = proc.perf_map_tried = time.monotonic()
-        self._add_mappings(proc, maps)
+        proc.captured = proc.perf_map_tried = early.captured if early is not None else time.monotonic()
+        self._add_mappings(proc, maps, early)
         self._procs[key] = proc
         self._recent[pid] = proc  # a new exec generation replaces the old image here
         return True
@@ -281,8 +284,9 @@ class Symbolizer:
             del self._recent[pid]
         return True
 
-    def _add_mappings(self, proc: _Process, maps: list[Mapping]) -> None:
-        """Add ``maps`` to ``proc`` (skipping any that overlap a known mapping) and keep their files."""
+    def _add_mappings(self, proc: _Process, maps: list[Mapping], early: EarlyCapture | None = None) -> None:
+        """Add ``maps`` to ``proc`` (skipping any that overlap a known mapping) and keep their files (those
+        ``early`` holds open first)."""
         old, old_starts = proc.maps, proc.starts
         added = []
         for m in maps:
@@ -293,11 +297,13 @@ class Symbolizer:
         by_file: dict[tuple[str, int, str], _Module | Reason] = {}
         for m in added:
             if m.path == VDSO:
-                proc.handles[m.start] = self._vdso_module(proc.pid, m)
+                data = early.vdso if early is not None else None
+                proc.handles[m.start] = self._vdso_module(proc.pid, m, data)
             elif m.is_exec and m.is_file:
                 key = (m.dev, m.inode, m.path)
                 if key not in by_file:
-                    by_file[key] = self._file_module(proc.pid, m)
+                    fd = early.fds.get(m.start) if early is not None else None
+                    by_file[key] = self._file_module(proc.pid, m, fd)
                 proc.handles[m.start] = by_file[key]
         proc.maps = sorted(old + added, key=lambda m: m.start)
         proc.starts = [m.start for m in proc.maps]
@@ -341,20 +347,22 @@ class Symbolizer:
         self._add_mappings(proc, maps)
         return len(proc.maps) > before
 
-    def _file_module(self, pid: int, m: Mapping) -> _Module | Reason:
-        """Open the file behind mapping ``m``, reusing the cached module when the same file was seen."""
-        candidates = [os.path.join(self._proc, str(pid), "map_files", f"{m.start:x}-{m.end:x}")]
+    def _file_module(self, pid: int, m: Mapping, early_fd: int | None = None) -> _Module | Reason:
+        """Open the file behind mapping ``m``, reusing the cached module when the same file was seen.
+        ``early_fd``, the file opened through map_files at an early capture, comes first (not closed)."""
+        candidates: list[str | int] = [] if early_fd is None else [early_fd]
+        candidates.append(os.path.join(self._proc, str(pid), "map_files", f"{m.start:x}-{m.end:x}"))
+        exact = len(candidates)  # the mapped file itself; by path, it may have been replaced since
         if not m.deleted:  # a deleted file's path now names another file, or none
             candidates += [os.path.join(self._proc, str(pid), "root", m.path.lstrip("/")), m.path]
         for i, path in enumerate(candidates):
             try:
-                fd = os.open(path, _READ_FLAGS)
+                fd = os.dup(path) if isinstance(path, int) else os.open(path, _READ_FLAGS)
             except OSError:
                 continue
             try:
                 st = os.fstat(fd)
-                # By path (not map_files) the file may have been replaced since it was mapped.
-                if not stat.S_ISREG(st.st_mode) or (i > 0 and m.inode and st.st_ino != m.inode):
+                if not stat.S_ISREG(st.st_mode) or (i >= exact and m.inode and st.st_ino != m.inode):
                     continue
                 key = ("file", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                 module = self._modules.get(key)
@@ -377,16 +385,18 @@ class Symbolizer:
             return _Module(name, None, error=Reason.NO_FILE, loaded=True)
         return _Module(name, image)
 
-    def _vdso_module(self, pid: int, m: Mapping) -> _Module | Reason:
-        """The vDSO image read from ``/proc/PID/mem`` (shared by every process with the same bytes)."""
-        try:
-            fd = os.open(os.path.join(self._proc, str(pid), "mem"), _READ_FLAGS)
+    def _vdso_module(self, pid: int, m: Mapping, data: bytes | None = None) -> _Module | Reason:
+        """The vDSO image read from ``/proc/PID/mem`` (shared by every process with the same bytes), or
+        ``data`` read so at an early capture."""
+        if data is None:
             try:
-                data = os.pread(fd, m.end - m.start, m.start)
-            finally:
-                os.close(fd)
-        except OSError:
-            return Reason.NO_FILE
+                fd = os.open(os.path.join(self._proc, str(pid), "mem"), _READ_FLAGS)
+                try:
+                    data = os.pread(fd, m.end - m.start, m.start)
+                finally:
+                    os.close(fd)
+            except OSError:
+                return Reason.NO_FILE
         key = ("vdso", zlib.crc32(data), len(data))
         module = self._modules.get(key)
         if module is None:

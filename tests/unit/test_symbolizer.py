@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from profiler.symbolize import LazySymbolizer
 from tests.unit.conftest import nm_addr, run
 from unwind.elf import ElfFile
 from unwind.frame import Frame, FrameKind, Reason
 from unwind.kallsyms import parse_kallsyms
-from unwind.maps import Mapping, find_mapping, load_maps
+from unwind.maps import Mapping, capture_early, find_mapping, load_maps
 from unwind.symbolizer import Symbolizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,6 +271,59 @@ def test_exited_and_deleted_program_still_symbolizes(fx: Path, tmp_path: Path, s
     # A symbolizer that never saw the process alive cannot do it.
     with Symbolizer() as late:
         assert late.symbolize_user(child.pid, [leaf])[0].unknown is Reason.NO_PROCESS
+
+
+def test_an_early_capture_symbolizes_a_program_that_exited_and_was_deleted_before_the_symbolizer(
+    fx: Path, tmp_path: Path, spawn: type[Spawned]
+) -> None:
+    """unwind.maps.capture_early (taken at exec while the recording's symbolizer is still being made)
+    keeps the maps and the executable files open: handed over later, the process long gone and its
+    binary deleted, its frames are named; a vDSO address too."""
+    exe = tmp_path / "prog"
+    shutil.copy(fx / "prog", exe)
+    child = spawn(exe)
+    early = capture_early(child.pid)
+    assert early is not None
+    text = next(m for m in early.maps if m.is_exec and m.path == str(exe))
+    if text.start not in early.fds:
+        pytest.skip("opening /proc/PID/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE")
+    vdso = next((m for m in early.maps if m.path == "[vdso]"), None)
+    child.stop()
+    exe.unlink()
+    assert capture_early(child.pid) is None  # gone
+    try:
+        with Symbolizer() as sym:
+            assert sym.capture(child.pid, 0, early)
+            (frame,) = sym.symbolize_user(child.pid, [child.addrs["leaf_work"] + 1])
+            assert (frame.name, frame.module) == ("leaf_work", str(exe))
+            if vdso is not None and early.vdso is not None:
+                (v,) = sym.symbolize_user_addrs(child.pid, [vdso.start + 0x800])
+                assert v.module == "[vdso]", v
+                assert v.unknown is not Reason.NO_FILE, v  # its bytes were kept
+    finally:
+        early.close()
+    assert early.fds == {}
+
+
+def test_processes_seen_during_the_warm_up_are_captured_without_waiting_for_it(
+    fx: Path, spawn: type[Spawned]
+) -> None:
+    """While the warm-up thread still makes the symbolizer, a new process is captured early (nothing
+    waits for the warm-up); once it is done the capture is handed over, and the process, exited
+    meanwhile, is named."""
+    release = threading.Event()
+    symbolizers = LazySymbolizer()
+    with symbolizers:
+        symbolizers._warming = threading.Thread(target=release.wait, daemon=True)  # a slow warm-up
+        symbolizers._warming.start()
+        child = spawn(fx / "prog")
+        symbolizers.on_new_process(child.pid, 0)
+        assert symbolizers._symbolizer is None  # it did not make (or wait for) the symbolizer
+        child.stop()
+        release.set()
+        sym = symbolizers.wait()
+        (frame,) = sym.symbolize_user(child.pid, [child.addrs["leaf_work"] + 1])
+        assert frame.name == "leaf_work", frame
 
 
 def test_program_deleted_before_capture_is_read_through_map_files(
