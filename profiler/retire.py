@@ -27,11 +27,11 @@ DWARF mode counts stacks in user space (profiler/dwarf.py): its images are taken
 
 from __future__ import annotations
 
+import array
 import ctypes
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from exporters.model import Profile, ProfileMeta, Sample
@@ -50,6 +50,7 @@ GRACE_S = 1.0  # an image is taken this long after it stopped: the last threads'
 INTERVAL_S = 2.0  # passes run at most this often ...
 BATCH = 256  # ... unless this many images are waiting (they hold memory and stack-map buckets)
 RECENT_S = 60.0  # how long a retired image stays sealed and its straggler keys are looked for
+_ROW = 6  # fields of a retired sample row (Retirer._rows)
 
 Image = tuple[int, int]  # (pid, exec generation)
 # a `counts` entry without its value: (pid, tid, comm, user stack id, kernel stack id, exec generation)
@@ -107,13 +108,18 @@ class Retirer:
         self._dwarf = dwarf
         self.enabled = enabled
         self._clock = clock
-        self.profile = Profile(meta=ProfileMeta())  # what was retired, symbolized
+        self.meta = ProfileMeta()  # of what was retired: the build-ids of its files
+        # What was retired, symbolized: a row of _ROW per sample (pid, tid, comm, frames, samples,
+        # period), comm and frames as indices into the lists below; ~50 bytes a sample where a
+        # Sample in a Profile takes ~200: a long system-wide run keeps every short process's samples.
+        self._rows = array.array("Q")
+        self._comms: dict[str, int] = {}
+        self._frames: dict[tuple[Frame, ...], int] = {}  # one tuple per distinct stack
         self.pinned: dict[EntryKey, tuple[int, ...]] = {}  # see step 3 of the module docstring
         self.stats: Counter[str] = Counter()
         self._latest: dict[int, int] = {}  # pid -> its image announced last, while it runs
         self._stopped: dict[Image, float] = {}  # image -> when it stopped taking samples
         self._recent: dict[Image, float] = {}  # retired image -> when, for RECENT_S (sealed)
-        self._frames: dict[tuple[Frame, ...], tuple[Frame, ...]] = {}  # one tuple per distinct stack
         self._last_pass = clock()
         self._key_dtype: np.dtype | None = None
 
@@ -175,7 +181,7 @@ class Retirer:
             raw = self._take_counts(sampler, wanted)
         self.stats["stack_vanished"] += raw.stats.get("stack_vanished", 0)
         if raw.stacks:
-            part = symbolize_profile(raw, symbolizer, self.profile.meta, lines=self._lines)
+            part = symbolize_profile(raw, symbolizer, self.meta, lines=self._lines)
             self._add(part)
         for image in images:
             self._stopped.pop(image, None)
@@ -231,20 +237,27 @@ class Retirer:
         return raw
 
     def _add(self, part: Profile) -> None:
-        """Add a retired part to the profile; equal stacks share one frames tuple (and comm string)."""
-        frames_of = self._frames
+        """Keep a retired part as rows; equal stacks share one frames tuple (and comm string)."""
+        comms, frames_of, rows = self._comms, self._frames, self._rows
         for sample, weight in part.samples.items():
-            frames = frames_of.setdefault(sample.frames, sample.frames)
-            s = Sample(sample.pid, sample.tid, sys.intern(sample.comm), frames)
-            self.profile.add(s, weight.samples, weight.period)
+            comm = comms.setdefault(sample.comm, len(comms))
+            frames = frames_of.setdefault(sample.frames, len(frames_of))
+            rows.extend((sample.pid, sample.tid, comm, frames, weight.samples, weight.period))
+
+    def retired_samples(self) -> Iterator[tuple[Sample, int, int]]:
+        """The retired samples: (sample, samples, period), in the order they were retired."""
+        comms, stacks, rows = list(self._comms), list(self._frames), self._rows
+        for i in range(0, len(rows), _ROW):
+            pid, tid, comm, frames, samples, period = rows[i : i + _ROW]
+            yield Sample(pid, tid, comms[comm], stacks[frames]), samples, period
 
     # -- the end ---------------------------------------------------------------------------------------
 
     def finish(self, raw: RawProfile, profile: Profile) -> None:
         """Add the retired samples, build-ids and counters to the final ``profile`` and ``raw.stats``."""
-        for sample, weight in self.profile.samples.items():
-            profile.add(sample, weight.samples, weight.period)
-        for path, build_id in self.profile.meta.build_ids.items():
+        for sample, samples, period in self.retired_samples():
+            profile.add(sample, samples, period)
+        for path, build_id in self.meta.build_ids.items():
             profile.meta.build_ids.setdefault(path, build_id)
         raw.stats["stack_vanished"] = raw.stats.get("stack_vanished", 0) + self.stats["stack_vanished"]
         raw.stats["images_retired"] = self.stats["images_retired"]

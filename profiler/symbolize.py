@@ -44,12 +44,12 @@ class LazySymbolizer:
     def on_tick(self, _sampler: object, _elapsed: float) -> None:
         """While recording: let the symbolizer look again for what appears after capture (JIT maps)."""
         if self._symbolizer is not None and not self._lock.locked():
-            if not self._warming_up():
-                self._take_early(self._symbolizer)
+            self._take_early(self._symbolizer)
             self._symbolizer.revisit()
 
-    def _warming_up(self) -> bool:
-        return self._warming is not None and self._warming.is_alive()
+    def _being_made(self) -> bool:
+        """Whether the warm-up thread is making the symbolizer now (not yet loading kallsyms)."""
+        return self._warming is not None and self._warming.is_alive() and self._symbolizer is None
 
     def _take_early(self, symbolizer: Symbolizer) -> None:
         """Hand the early captures to the symbolizer (in the thread that records, as they were taken)."""
@@ -106,8 +106,10 @@ class LazySymbolizer:
         command line and parent (the latest exec's wins).
 
         While the warm-up still makes the symbolizer (~0.2 s, more on a busy machine), the maps and
-        files are captured without it: a short command run at the start would be gone by then."""
-        if self._warming_up():
+        files are captured without it: a short command run at the start would be gone by then. They
+        are handed over as soon as it exists (at the next tick), so its revisits see what the process
+        maps later (a JIT's code)."""
+        if self._being_made():
             key = (pid, exec_gen)
             early = capture_early(pid) if key not in self._early else None
             if early is not None:
