@@ -66,16 +66,17 @@ def test_a_known_number_of_page_faults_is_counted_exactly(stat_work: Path, tmp_p
 @pytest.mark.skipif(PERF is None, reason="perf (Debian package linux-perf) is the reference")
 def test_per_process_counts_agree_with_perf_stat_side_by_side(stat_work: Path, tmp_path: Path) -> None:
     """The workload waits on stdin while `bpfprof stat --by pid -a` and `perf stat -p PID` attach,
-    then faults 40000 pages and ping-pongs 600 times between two threads: both count the same
-    events of the same stretch, within 2%.
+    then faults 40000 pages, ping-pongs 600 times between two threads and runs 300 ms on the CPU:
+    both count the same events of the same stretch, within 2%.
 
     task-clock differs by design by the cost of each switch into the task (~0.3 us here): bpfprof
     charges a CPU's clock from one sched_switch to the next, perf's per-task clock starts after the
     switch (and perf's own per-task events, scheduled in at each switch, pause the CPU counters
     for a moment); and perf's per-task counters stop before a process's exit path (the workload
-    unmaps its memory itself, so that exit is short)."""
+    unmaps its memory itself, so that exit is short). Those fixed costs were up to 3.7 ms of a
+    ~120 ms run on a busy fresh machine (3%): the 300 ms spin keeps them well under 2%."""
     work = subprocess.Popen(
-        [str(stat_work), "-w", "touch", "40000", "pingpong", "600", "threads"],
+        [str(stat_work), "-w", "touch", "40000", "pingpong", "600", "threads", "spin", "300"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )

@@ -7,6 +7,7 @@
  *   pingpong ROUNDS [procs|threads]
  *                                     two processes (or threads) pass a byte back and forth over two
  *                                     pipes ROUNDS times: context-switch heavy (procs by default)
+ *   spin MSEC                        the main thread runs on the CPU for MSEC ms of its own CPU time
  *   -w                               first wait for a line on stdin (so counters can attach)
  */
 #define _GNU_SOURCE
@@ -18,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STACK_BYTES (256 * 1024)
@@ -107,6 +109,22 @@ static int pingpong(int threads)
 	return 0;
 }
 
+static int spin(long msec)
+{
+	struct timespec t;
+	long end_ns = 0, now_ns;
+	do {
+		if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t))
+			return 1;
+		now_ns = t.tv_sec * 1000000000L + t.tv_nsec;
+		if (!end_ns)
+			end_ns = now_ns + msec * 1000000L;
+		for (int i = 0; i < 10000; i++)
+			sink += i;
+	} while (now_ns < end_ns);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int arg = 1;
@@ -124,6 +142,9 @@ int main(int argc, char **argv)
 		if (strcmp(argv[arg], "touch") == 0) {
 			pages = n;
 			rc = touch();
+			arg += 2;
+		} else if (strcmp(argv[arg], "spin") == 0) {
+			rc = spin(n);
 			arg += 2;
 		} else if (strcmp(argv[arg], "pingpong") == 0) {
 			rounds = n;
