@@ -569,7 +569,7 @@ def module_checks(report: ModuleReport) -> list[Check]:
 
 def process_modules(pid: int) -> list[tuple[str, str]]:
     """The executable file-backed mappings of ``pid``: (path to open, path to show), in address order."""
-    from unwind.maps import load_maps
+    from unwind.maps import load_maps, map_files_path
 
     try:
         maps = load_maps(pid)
@@ -583,7 +583,7 @@ def process_modules(pid: int) -> list[tuple[str, str]]:
         if not (m.is_exec and m.is_file) or m.path in seen:
             continue
         seen.add(m.path)
-        via = f"/proc/{pid}/map_files/{m.start:x}-{m.end:x}"
+        via = map_files_path(pid, m)
         out.append((via if os.path.exists(via) else f"/proc/{pid}/root{m.path}", m.path))
     return out
 

@@ -604,7 +604,7 @@ def task_counter_config(supported: list[StatEvent], opts: StatOptions) -> TaskCo
         nr_events=len(supported),
         switch_out_mask=sum(1 << i for i, ev in enumerate(supported) if is_switch_out(ev.spec)),
         value_only_mask=sum(1 << i for i in software if i != source or clocks),
-        direct_mask=sum(1 << i for i in software if i != source and not is_clock(supported[i].spec)),
+        direct_mask=sum(1 << i for i in software if i != source and i not in clocks),
         time_source=source,
         time_is_value=bool(clocks),
         by_tid=opts.by is By.TID,

@@ -83,23 +83,21 @@ class LazySymbolizer:
                 return None
             self._warming.join()
             self._warming = None
-        return self._with_early(self.get())
+        return self.current()
 
     def wait(self) -> Symbolizer:
         """The symbolizer, once any warm-up has finished."""
         if self._warming is not None:
             self._warming.join()
             self._warming = None
-        return self._with_early(self.get())
-
-    def _with_early(self, symbolizer: Symbolizer) -> Symbolizer:
-        self._take_early(symbolizer)
-        return symbolizer
+        return self.current()
 
     def current(self) -> Symbolizer:
         """The symbolizer (made now if need be) with the early captures taken over: for the thread
         that records (DWARF unwinding of samples while recording)."""
-        return self._with_early(self.get())
+        symbolizer = self.get()
+        self._take_early(symbolizer)
+        return symbolizer
 
     def on_new_process(self, pid: int, exec_gen: int) -> None:
         """Snapshot a newly sampled process's maps (again after each exec: its image changed), and its
@@ -115,7 +113,7 @@ class LazySymbolizer:
             if early is not None:
                 self._early[key] = early
         else:
-            self._with_early(self.get()).capture(pid, exec_gen)
+            self.current().capture(pid, exec_gen)
         info = read_process(pid)
         if info is not None:  # one string per distinct command line: a loop starts the same one often
             self.processes[pid] = (sys.intern(info[0]), info[1])

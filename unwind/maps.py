@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 DELETED_SUFFIX = " (deleted)"
+VDSO = "[vdso]"
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +59,7 @@ class Mapping:
     @property
     def is_anon(self) -> bool:
         """True for memory no file backs: no path, ``[anon:NAME]``, ``[heap]``, ``[stack]`` (not vDSO)."""
-        return not self.is_file and self.path != "[vdso]"
+        return not self.is_file and self.path != VDSO
 
     @property
     def name(self) -> str:
@@ -135,6 +137,20 @@ class EarlyCapture:
         self.fds.clear()
 
 
+def map_files_path(pid: int, m: Mapping, proc: str = "/proc") -> str:
+    """``PROC/PID/map_files/START-END``: the file mapped at ``m`` itself, even if deleted or replaced."""
+    return os.path.join(proc, str(pid), "map_files", f"{m.start:x}-{m.end:x}")
+
+
+def read_vdso(pid: int, m: Mapping, proc: str = "/proc") -> bytes:
+    """The bytes of the vDSO mapping ``m`` of ``pid``, from ``PROC/PID/mem``; raises OSError."""
+    fd = os.open(os.path.join(proc, str(pid), "mem"), _READ_FLAGS)
+    try:
+        return os.pread(fd, m.end - m.start, m.start)
+    finally:
+        os.close(fd)
+
+
 def capture_early(pid: int, proc: str = "/proc") -> EarlyCapture | None:
     """An EarlyCapture of ``pid``, or None when the process is gone or unreadable."""
     now = time.monotonic()
@@ -146,15 +162,10 @@ def capture_early(pid: int, proc: str = "/proc") -> EarlyCapture | None:
     vdso = None
     for m in maps:
         try:
-            if m.path == "[vdso]":
-                fd = os.open(os.path.join(proc, str(pid), "mem"), os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    vdso = os.pread(fd, m.end - m.start, m.start)
-                finally:
-                    os.close(fd)
+            if m.path == VDSO:
+                vdso = read_vdso(pid, m, proc)
             elif m.is_exec and m.is_file:
-                path = os.path.join(proc, str(pid), "map_files", f"{m.start:x}-{m.end:x}")
-                fds[m.start] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                fds[m.start] = os.open(map_files_path(pid, m, proc), _READ_FLAGS)
         except OSError:
             continue  # gone meanwhile, or not ours to read: the symbolizer tries the paths later
     return EarlyCapture(maps, fds, vdso, now)

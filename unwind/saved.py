@@ -28,9 +28,10 @@ from unwind.debuginfo import DEFAULT_DEBUG_DIRS, DebuginfodClient
 from unwind.elf import ElfError, ElfFile, Segment
 from unwind.frame import Reason
 from unwind.kallsyms import MAX_KERNEL_SYMBOL_SIZE, KernelSymbols
+from unwind.maps import VDSO
 from unwind.maps import Mapping as MapEntry
 from unwind.perfmap import PerfMap
-from unwind.symbolizer import VDSO, InstalledImage, Symbolizer
+from unwind.symbolizer import InstalledImage, Symbolizer
 
 _U64_MASK = 2**64 - 1
 # A path that is never a /proc: a symbolizer of saved data must not read live processes' maps or files.

@@ -39,12 +39,11 @@ from unwind.dwarf import DwarfInfo, SourceFrame
 from unwind.elf import ElfError, ElfFile, Segment
 from unwind.frame import Frame, FrameKind, Reason
 from unwind.kallsyms import KernelSymbols, names_at
-from unwind.maps import EarlyCapture, Mapping, load_maps
+from unwind.maps import VDSO, EarlyCapture, Mapping, load_maps, map_files_path, read_vdso
 from unwind.perfmap import PerfMap, open_perf_map, parse_perf_map, read_perf_map
 from unwind.symcache import DemangledNames, SymbolCache, load_kernel_symbols, stale_kernel_results
 from unwind.symtab import SymbolTable
 
-VDSO = "[vdso]"
 JIT_MODULE = "[jit]"  # the module of frames named from a perf map
 # A process's maps are re-read (to find mappings made after capture) at most this often, in seconds.
 REFRESH_INTERVAL = 1.0
@@ -351,7 +350,7 @@ class Symbolizer:
         """Open the file behind mapping ``m``, reusing the cached module when the same file was seen.
         ``early_fd``, the file opened through map_files at an early capture, comes first (not closed)."""
         candidates: list[str | int] = [] if early_fd is None else [early_fd]
-        candidates.append(os.path.join(self._proc, str(pid), "map_files", f"{m.start:x}-{m.end:x}"))
+        candidates.append(map_files_path(pid, m, self._proc))
         exact = len(candidates)  # the mapped file itself; by path, it may have been replaced since
         if not m.deleted:  # a deleted file's path now names another file, or none
             candidates += [os.path.join(self._proc, str(pid), "root", m.path.lstrip("/")), m.path]
@@ -390,11 +389,7 @@ class Symbolizer:
         ``data`` read so at an early capture."""
         if data is None:
             try:
-                fd = os.open(os.path.join(self._proc, str(pid), "mem"), _READ_FLAGS)
-                try:
-                    data = os.pread(fd, m.end - m.start, m.start)
-                finally:
-                    os.close(fd)
+                data = read_vdso(pid, m, self._proc)
             except OSError:
                 return Reason.NO_FILE
         key = ("vdso", zlib.crc32(data), len(data))
