@@ -53,8 +53,9 @@ class LazySymbolizer:
 
     def _take_early(self, symbolizer: Symbolizer) -> None:
         """Hand the early captures to the symbolizer (in the thread that records, as they were taken)."""
-        while self._early:
-            (pid, gen), early = self._early.popitem()
+        while self._early:  # in the order taken: a pid's exec generations one after the other
+            (pid, gen) = next(iter(self._early))
+            early = self._early.pop((pid, gen))
             try:
                 symbolizer.capture(pid, gen, early)
             finally:

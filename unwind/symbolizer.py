@@ -117,6 +117,7 @@ class _Process:
     frames: dict[int, Frame] = field(default_factory=dict)  # by looked-up address (after ip - 1)
     captured: float = 0.0  # time.monotonic() of the capture
     bounds: tuple[np.ndarray, np.ndarray] | None = None  # uint64 starts and ends of ``maps``, made at need
+    gen: int = 0  # the exec generation of the image
 
     def close(self) -> None:
         if self.perf_map_fd is not None:
@@ -252,12 +253,14 @@ class Symbolizer:
         except OSError:
             self._gone.add(key)
             return False
-        proc = _Process(pid, [], [], {}, refreshed=-REFRESH_INTERVAL)  # the first refresh may come at once
+        proc = _Process(pid, [], [], {}, refreshed=-REFRESH_INTERVAL, gen=gen)  # may refresh at once
         proc.perf_map_fd = open_perf_map(pid, self._proc)
         proc.captured = proc.perf_map_tried = early.captured if early is not None else time.monotonic()
         self._add_mappings(proc, maps, early)
         self._procs[key] = proc
-        self._recent[pid] = proc  # a new exec generation replaces the old image here
+        recent = self._recent.get(pid)
+        if recent is None or recent.gen <= gen:  # a later exec generation replaces the old image here;
+            self._recent[pid] = proc  # an earlier one captured late (early captures, retirement) does not
         return True
 
     def seal(self, pid: int, gen: int = 0) -> None:
