@@ -26,7 +26,7 @@ import select
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -146,26 +146,6 @@ class StatEvent:
 
 def is_clock(spec: EventSpec) -> bool:
     return spec.type == PERF_TYPE_SOFTWARE and spec.config in (SW_CPU_CLOCK, SW_TASK_CLOCK)
-
-
-def counts_every_switch(spec: EventSpec) -> bool:
-    """context-switches with no exclusions: one for every switch out of a task (perf_event_task_sched_out;
-    it counts in kernel mode, so ``:u`` would count none), which stat.bpf.c charges at the switch."""
-    return (
-        spec.type == PERF_TYPE_SOFTWARE
-        and spec.config == SW_CONTEXT_SWITCHES
-        and not (spec.exclude_user or spec.exclude_kernel)
-    )
-
-
-def per_cpu_form(spec: EventSpec) -> EventSpec:
-    """The event to open per CPU (pid -1) for ``spec``: task-clock as cpu-clock. Per CPU both count the
-    time the CPU's context is on, always (``perf stat -a -e task-clock,cpu-clock`` shows them equal);
-    cpu-clock's count is that of local_clock(), which stat.bpf.c brings up to date without a helper
-    call, where task-clock's is kept in its context's time."""
-    if spec.type == PERF_TYPE_SOFTWARE and spec.config == SW_TASK_CLOCK:
-        return replace(spec, config=SW_CPU_CLOCK)
-    return spec
 
 
 def is_switch_out(spec: EventSpec) -> bool:
@@ -342,7 +322,7 @@ class CounterSet:
 
     def open(self) -> list[StatEvent]:
         for spec, must in zip(self.specs, self.required, strict=True):
-            attr = build_count_attr(per_cpu_form(spec), disabled=True)
+            attr = build_count_attr(spec, disabled=True)
             fds: list[int] = []
             self.fds.append(fds)
             try:
@@ -425,8 +405,6 @@ class TaskCounterConfig:
     switch_out_mask: int = 0
     value_only_mask: int = 0
     direct_mask: int = 0
-    clock_mask: int = 0
-    per_switch_mask: int = 0
     # the event whose times the value-only events have (the BPF program charges them none); a
     # clock (time_is_value) is value-only too: its times are its count
     time_source: int = 0
@@ -495,8 +473,6 @@ class TaskCounter:
         cfg.switch_out_mask = c.switch_out_mask
         cfg.value_only_mask = c.value_only_mask
         cfg.direct_mask = c.direct_mask
-        cfg.clock_mask = c.clock_mask
-        cfg.per_switch_mask = c.per_switch_mask
         cfg.by_tid = int(c.by_tid)
         cfg.filter_tgids = int(c.filter_tgids)
         cfg.follow_forks = int(c.follow_forks)
@@ -620,9 +596,7 @@ def task_readings(c: TaskCounterConfig, val: object) -> list[Reading]:
 def task_counter_config(supported: list[StatEvent], opts: StatOptions) -> TaskCounterConfig:
     """What the BPF program reads how: software events never multiplex, so one event's times stand
     for them all (a clock's times are its count, so then none is read with times); those of the
-    software PMU have their counts loaded without a helper call, a clock's brought up to the
-    scheduler's clock at each switch (CounterSet opens both clocks as cpu-clock); context-switches
-    are charged one per switch, unread."""
+    software PMU that are not clocks have their counts loaded without a helper call."""
     software = [i for i, ev in enumerate(supported) if ev.spec.type == PERF_TYPE_SOFTWARE]
     clocks = [i for i in software if is_clock(supported[i].spec)]
     source = (clocks or software or [0])[0]
@@ -631,8 +605,6 @@ def task_counter_config(supported: list[StatEvent], opts: StatOptions) -> TaskCo
         switch_out_mask=sum(1 << i for i, ev in enumerate(supported) if is_switch_out(ev.spec)),
         value_only_mask=sum(1 << i for i in software if i != source or clocks),
         direct_mask=sum(1 << i for i in software if i != source and i not in clocks),
-        clock_mask=sum(1 << i for i in clocks),
-        per_switch_mask=sum(1 << i for i, ev in enumerate(supported) if counts_every_switch(ev.spec)),
         time_source=source,
         time_is_value=bool(clocks),
         by_tid=opts.by is By.TID,

@@ -123,59 +123,34 @@ static __always_inline void add(__u64 *field, __u64 delta)
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
-/* The perf_event at `index` of `counters`, or NULL, loaded directly: the chain counters (a bpf_array)
- * -> ptrs[index] (a bpf_event_entry) -> event goes through read-only casts: plain loads, a fault
- * reads 0. */
-static __always_inline struct perf_event *event_at(__u64 index)
+/* The count of a counting event of perf's software PMU (page-faults, context-switches, ...) at
+ * `index` of `counters`, loaded directly: perf_event_read_local() only loads event->count for these,
+ * and a helper call costs more than the rest of the program. The chain counters (a bpf_array) ->
+ * ptrs[index] (a bpf_event_entry) -> event -> count goes through read-only casts: plain loads, a
+ * fault reads 0. */
+static __always_inline int load_count(__u64 index, __u64 *count)
 {
 	struct bpf_array *arr = bpf_rdonly_cast(&counters, bpf_core_type_id_kernel(struct bpf_array));
 	char *slot = (char *)arr + bpf_core_field_offset(struct bpf_array, ptrs) + index * sizeof(void *);
 	struct llist_node *ptr = bpf_rdonly_cast(slot, bpf_core_type_id_kernel(struct llist_node));
 	struct bpf_event_entry *ee =
 		bpf_rdonly_cast(ptr->next, bpf_core_type_id_kernel(struct bpf_event_entry));
-	return ee ? ee->event : NULL;
-}
-
-/* The scheduler's clock of the CPU that `prev` is being switched out of: rq->clock, which __schedule()
- * has just brought up to date (sched_clock_cpu(), the clock local_clock() reads); 0 when it cannot be
- * reached (no task groups: no cfs_rq->rq). */
-static __always_inline __u64 sched_clock_at_switch(struct task_struct *prev)
-{
-	if (!bpf_core_field_exists(struct cfs_rq, rq))
-		return 0;
-	struct cfs_rq *cfs = prev->se.cfs_rq;
-	if (!cfs)
-		return 0;
-	struct rq *rq = cfs->rq;
-	return rq ? rq->clock : 0;
+	if (!ee)
+		return -1; /* no counter placed there */
+	struct perf_event *ev = ee->event;
+	if (!ev)
+		return -1;
+	*count = ev->count.a.a.counter;
+	return 0;
 }
 
 /* Event i of this CPU, with its enabled and running times (a clock read in the kernel), or, with
- * value_only, its count alone. A helper call costs more than the rest of the program (the kernel's
- * return thunks make every call dear), so two kinds are loaded directly:
- * - counts of perf's software PMU (page-faults, context-switches, ...): perf_event_read_local() only
- *   loads event->count for these;
- * - at a switch (`clk`, the scheduler's clock), a per-CPU cpu-clock: a read would add local_clock() -
- *   hw.prev_count to its count (cpu_clock_event_update()); this adds clk - prev_count, the same clock
- *   read a moment earlier. While the counter is off it does not count. The flush reads it for real. */
-static __always_inline int read_counter(__u32 i, __u32 cpu, struct bpf_perf_event_value *now, int value_only,
-					__u64 clk)
+ * value_only, its count alone. */
+static __always_inline int read_counter(__u32 i, __u32 cpu, struct bpf_perf_event_value *now, int value_only)
 {
 	__u64 index = (__u64)i * cfg.nr_cpus + cpu;
-	__u32 bit = 1U << i;
-	if (bpf_rdonly_cast && ((cfg.direct_mask & bit) || (clk && (cfg.clock_mask & bit)))) {
-		struct perf_event *ev = event_at(index);
-		if (!ev)
-			return -1; /* no counter placed there */
-		__u64 count = ev->count.a.a.counter;
-		if (cfg.clock_mask & bit) {
-			__u64 prev = ev->hw.prev_count.a.a.counter;
-			if (ev->state == PERF_EVENT_STATE_ACTIVE && clk > prev)
-				count += clk - prev;
-		}
-		now->counter = count;
-		return 0;
-	}
+	if (bpf_rdonly_cast && (cfg.direct_mask & (1U << i)))
+		return load_count(index, &now->counter);
 	if (!value_only)
 		return bpf_perf_event_read_value(&counters, index, now, sizeof(*now)) ? -1 : 0;
 	long v = bpf_perf_event_read(&counters, index);
@@ -186,8 +161,7 @@ static __always_inline int read_counter(__u32 i, __u32 cpu, struct bpf_perf_even
 }
 
 /* Read this CPU's counters and charge what they counted since the last reading: to `t`, or for
- * switch-out events to the task switched out before (but context-switches: one to `t` at each
- * switch). At a switch, `t` becomes the pending owner.
+ * switch-out events to the task switched out before. At a switch, `t` becomes the pending owner.
  * Helper calls and locked adds are what this costs (the kernel's return thunks make every call
  * dear), so value-only events are charged their counts alone: their times are those of a time
  * source event, which user space fills in (stat.py, TaskCounter.read_tasks). */
@@ -200,36 +174,22 @@ static __always_inline void account(struct task_struct *t, int at_switch)
 	struct stat_key key = {};
 	fill_key(&key, t);
 	struct stat_value *owner = slot_of(&key);
-	__u32 per_switch = bpf_rdonly_cast ? cfg.per_switch_mask : 0;
 	struct stat_value *before = NULL;
-	if (cfg.switch_out_mask & ~per_switch) /* a second lookup: the task switched out before */
+	if (cfg.switch_out_mask)
 		before = st->has_pending ? slot_of(&st->pending) : owner;
 	__u32 cpu = bpf_get_smp_processor_id();
 	if (cpu >= cfg.nr_cpus)
 		return;
-	__u64 clk = (at_switch && cfg.clock_mask) ? sched_clock_at_switch(t) : 0;
 
 	for (__u32 i = 0; i < STAT_MAX_EVENTS; i++) {
 		if (i >= cfg.nr_events)
 			break;
-		if (per_switch & (1U << i)) {
-			/* perf_event_task_sched_out() adds one for this switch right after the tracepoint,
-			 * with interrupts still off: the same one, charged now */
-			if (at_switch && owner) {
-				struct perf_event *ev = event_at((__u64)i * cfg.nr_cpus + cpu);
-				if (ev && ev->state == PERF_EVENT_STATE_ACTIVE)
-					add(&owner->counter[i], 1);
-			}
-			continue;
-		}
 		struct bpf_perf_event_value now = {};
 		int value_only = cfg.value_only_mask & (1U << i);
-		if (read_counter(i, cpu, &now, value_only, clk)) {
+		if (read_counter(i, cpu, &now, value_only)) {
 			health_inc(HEALTH_READ_FAILED);
 			continue;
 		}
-		if ((cfg.clock_mask & (1U << i)) && now.counter < st->last.counter[i])
-			now.counter = st->last.counter[i]; /* never seen: a clock runs forward */
 		__u64 dc = now.counter - st->last.counter[i];
 		st->last.counter[i] = now.counter;
 		struct stat_value *to = (cfg.switch_out_mask & (1U << i)) ? before : owner;

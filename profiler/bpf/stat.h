@@ -46,13 +46,6 @@ struct stat_config {
 	/* bit i: event i is of perf's software PMU (page-faults, ...; not a clock), value-only: load
 	 * its count directly, without a helper call */
 	__u32 direct_mask;
-	/* bit i: event i is a per-CPU cpu-clock counter (task-clock is opened as one: per CPU they
-	 * count the same), value-only: at a switch its count is brought up to the scheduler's clock
-	 * without a helper call */
-	__u32 clock_mask;
-	/* bit i: event i is context-switches with no exclusions, a switch-out event that counts one
-	 * at every switch while it is on: charged to prev at once, never read */
-	__u32 per_switch_mask;
 	__u8 by_tid;           /* key by thread, not by process */
 	__u8 filter_tgids;     /* charge only tgids in `targets` */
 	__u8 follow_forks;     /* add children of targets to `targets` */

@@ -33,7 +33,6 @@ from profiler.stat import (
     decode_reading,
     derive_metrics,
     is_switch_out,
-    per_cpu_form,
     run_stat,
     sum_readings,
     task_counter_config,
@@ -86,9 +85,7 @@ ENABLED_NS = 1_000_000_000
 
 
 def _key(spec) -> tuple[int, int]:
-    """The (type, config) that reaches perf_event_open for ``spec``: task-clock opens as cpu-clock."""
-    opened = per_cpu_form(spec)
-    return (opened.type, opened.config)
+    return (spec.type, spec.config)
 
 
 class FakePmu:
@@ -288,7 +285,7 @@ def test_counter_set_opens_one_disabled_counter_per_cpu_and_closes_all() -> None
 
 
 def test_optional_events_that_do_not_open_are_not_supported() -> None:
-    pmu = FakePmu({(1, 0): [(5, 10, 10)]})  # task-clock (opened as cpu-clock) only: no PMU
+    pmu = FakePmu({(1, 1): [(5, 10, 10)]})  # task-clock only: no PMU
     specs = parse_event_list("task-clock,cycles,instructions")
     with pmu.counter_set(specs, [True, False, False], [0]) as cs:
         assert [e.supported for e in cs.events] == [True, False, False]
@@ -297,7 +294,7 @@ def test_optional_events_that_do_not_open_are_not_supported() -> None:
 
 
 def test_a_required_event_that_does_not_open_is_one_sentence() -> None:
-    pmu = FakePmu({(1, 0): [(5, 10, 10), (5, 10, 10)]}, missing_errno=errno.EACCES)
+    pmu = FakePmu({(1, 1): [(5, 10, 10), (5, 10, 10)]}, missing_errno=errno.EACCES)
     specs = parse_event_list("task-clock,page-faults")
     with pytest.raises(UserError) as info:
         pmu.counter_set(specs, [True, True], [0, 1]).__enter__()
@@ -403,29 +400,12 @@ def test_software_events_are_read_without_times_and_the_clock_stands_for_them() 
     assert (c.time_source, c.time_is_value) == (3, True)
     assert c.value_only_mask == 0b1110  # cycles keeps its times: it may be multiplexed
     assert c.direct_mask == 0b0110  # not the clock: its count is brought up to date by a read
-    assert c.clock_mask == 0b1000  # ... which a switch does from the scheduler's clock
     assert c.switch_out_mask == 0b0100
-    assert c.per_switch_mask == 0b0100  # charged one at each switch, without reading it
     c = _task_config("cycles,page-faults,context-switches")
     assert (c.time_source, c.time_is_value) == (1, False)
     assert (c.value_only_mask, c.direct_mask) == (0b100, 0b100)  # page-faults is read with times
     c = _task_config("cycles,instructions")
-    assert (c.value_only_mask, c.direct_mask, c.clock_mask) == (0, 0, 0)
-    c = _task_config("context-switches:u,context-switches:k,cgroup-switches")
-    assert (c.switch_out_mask, c.per_switch_mask) == (0b111, 0)  # read: what they exclude is perf's to say
-    c = _task_config("cpu-clock,task-clock")
-    assert (c.value_only_mask, c.direct_mask, c.clock_mask) == (0b11, 0, 0b11)
-
-
-def test_task_clock_is_opened_per_cpu_as_cpu_clock_under_its_own_name() -> None:
-    task_clock, cpu_clock, faults = parse_event_list("task-clock:u,cpu-clock,page-faults")
-    opened = per_cpu_form(task_clock)
-    assert (opened.type, opened.config, opened.exclude_kernel) == (cpu_clock.type, cpu_clock.config, True)
-    assert per_cpu_form(cpu_clock) is cpu_clock
-    assert per_cpu_form(faults) is faults
-    pmu = FakePmu({(1, 0): [(5, 10, 10)]})
-    with pmu.counter_set([task_clock], [True], [0]) as cs:
-        assert cs.events[0].spec.name == "task-clock:u"  # printed as asked
+    assert (c.value_only_mask, c.direct_mask) == (0, 0)
 
 
 class _Value:  # a StatValue's three arrays
