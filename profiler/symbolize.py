@@ -53,9 +53,8 @@ class LazySymbolizer:
 
     def _take_early(self, symbolizer: Symbolizer) -> None:
         """Hand the early captures to the symbolizer (in the thread that records, as they were taken)."""
-        while self._early:  # in the order taken: a pid's exec generations one after the other
-            (pid, gen) = next(iter(self._early))
-            early = self._early.pop((pid, gen))
+        while self._early:  # in any order: Symbolizer.capture keeps a pid's latest exec the one revisited
+            (pid, gen), early = self._early.popitem()
             try:
                 symbolizer.capture(pid, gen, early)
             finally:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 DELETED_SUFFIX = " (deleted)"
 VDSO = "[vdso]"
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC  # how the symbolizer opens what it reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ def map_files_path(pid: int, m: Mapping, proc: str = "/proc") -> str:
 
 def read_vdso(pid: int, m: Mapping, proc: str = "/proc") -> bytes:
     """The bytes of the vDSO mapping ``m`` of ``pid``, from ``PROC/PID/mem``; raises OSError."""
-    fd = os.open(os.path.join(proc, str(pid), "mem"), _READ_FLAGS)
+    fd = os.open(os.path.join(proc, str(pid), "mem"), READ_FLAGS)
     try:
         return os.pread(fd, m.end - m.start, m.start)
     finally:
@@ -165,7 +165,7 @@ def capture_early(pid: int, proc: str = "/proc") -> EarlyCapture | None:
             if m.path == VDSO:
                 vdso = read_vdso(pid, m, proc)
             elif m.is_exec and m.is_file:
-                fds[m.start] = os.open(map_files_path(pid, m, proc), _READ_FLAGS)
+                fds[m.start] = os.open(map_files_path(pid, m, proc), READ_FLAGS)
         except OSError:
             continue  # gone meanwhile, or not ours to read: the symbolizer tries the paths later
     return EarlyCapture(maps, fds, vdso, now)

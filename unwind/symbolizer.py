@@ -39,7 +39,7 @@ from unwind.dwarf import DwarfInfo, SourceFrame
 from unwind.elf import ElfError, ElfFile, Segment
 from unwind.frame import Frame, FrameKind, Reason
 from unwind.kallsyms import KernelSymbols, names_at
-from unwind.maps import VDSO, EarlyCapture, Mapping, load_maps, map_files_path, read_vdso
+from unwind.maps import READ_FLAGS, VDSO, EarlyCapture, Mapping, load_maps, map_files_path, read_vdso
 from unwind.perfmap import PerfMap, open_perf_map, parse_perf_map, read_perf_map
 from unwind.symcache import DemangledNames, SymbolCache, load_kernel_symbols, stale_kernel_results
 from unwind.symtab import SymbolTable
@@ -47,7 +47,6 @@ from unwind.symtab import SymbolTable
 JIT_MODULE = "[jit]"  # the module of frames named from a perf map
 # A process's maps are re-read (to find mappings made after capture) at most this often, in seconds.
 REFRESH_INTERVAL = 1.0
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 _U64_MASK = 2**64 - 1
 # Errors that a damaged, vanished or replaced file can raise while it is parsed; all become a Reason.
 _FILE_ERRORS = (ElfError, OSError, ValueError)
@@ -359,7 +358,7 @@ class Symbolizer:
             candidates += [os.path.join(self._proc, str(pid), "root", m.path.lstrip("/")), m.path]
         for i, path in enumerate(candidates):
             try:
-                fd = os.dup(path) if isinstance(path, int) else os.open(path, _READ_FLAGS)
+                fd = os.dup(path) if isinstance(path, int) else os.open(path, READ_FLAGS)
             except OSError:
                 continue
             try:
@@ -943,7 +942,7 @@ class Symbolizer:
         if image.path is None:
             return Reason.NO_FILE
         try:
-            fd = os.open(image.path, _READ_FLAGS)
+            fd = os.open(image.path, READ_FLAGS)
         except OSError:
             return Reason.NO_FILE
         try:

@@ -530,7 +530,9 @@ def test_revisit_follows_the_latest_exec_even_when_an_earlier_image_is_captured_
     assert frame.name == "fixlib_exported"
 
 
-def test_early_captures_are_handed_over_in_the_order_taken(fx: Path, spawn: type[Spawned]) -> None:
+def test_early_captures_of_two_execs_leave_the_later_one_revisited(fx: Path, spawn: type[Spawned]) -> None:
+    """Handed over together (newest first, as a dict pops them), a pid's two early-captured images
+    leave the later exec as the one the revisits follow."""
     release = threading.Event()
     with slow_warm_up(release) as symbolizers:
         child = spawn(fx / "prog")
