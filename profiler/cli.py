@@ -307,7 +307,7 @@ def _symbolize(result, symbolizer, opts, ns):
         start_time_ns=time.time_ns() - int(result.raw.duration_s * 1e9),
         command=opts.command,
     )
-    return symbolize_profile(result.raw, symbolizer, meta, lines=ns.lines)
+    return symbolize_profile(result.raw, symbolizer, meta, lines=ns.lines, final=True)
 
 
 def _save_recordings(result, symbolizer, profile, opts, outputs: list[OutputTarget]) -> list[OutputTarget]:

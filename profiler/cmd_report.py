@@ -122,7 +122,7 @@ def _report_recording(data: bytes, ns: argparse.Namespace, outputs: list[OutputT
             parents=dict(rec.meta.profile.parents),
             build_ids={},
         )
-        profile = symbolize_profile(rec.raw, symbolizer, meta, lines=ns.lines)
+        profile = symbolize_profile(rec.raw, symbolizer, meta, lines=ns.lines, final=True)
         # the kernel's build-ids are the recording machine's, not this one's (/sys is read for them)
         profile.meta.build_ids.update(saved_build_ids)
         written = _write_outputs(profile, outputs, ns)  # with --threads/--processes roots

@@ -14,6 +14,7 @@ from exporters.model import Profile, ProfileMeta, Sample
 from profiler.procinfo import kernel_build_id, read_process
 from profiler.raw import RawProfile, StackStatus
 from unwind.frame import MISSED_KERNEL, MISSED_USER, TRUNCATED, UNWIND_FAILED, Frame
+from unwind.gcpause import paused as gc_paused
 from unwind.maps import EarlyCapture, capture_early
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ _PARTIAL = {
 
 
 def symbolize_profile(
-    raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMeta, lines: bool = False
+    raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMeta, lines: bool = False, final: bool = False
 ) -> Profile:
     """One Sample per raw stack: user frames root->leaf, then kernel frames root->leaf.
 
@@ -154,7 +155,16 @@ def symbolize_profile(
 
     A stack that was expected but lost (collision, -EFAULT, vanished) becomes a marker frame, so the
     sample still counts; a stack not asked for (-U/-K, user-mode sample) is simply absent.
+
+    The garbage collector is paused meanwhile (what is made here holds no cycles); ``final`` (the run's
+    last profile, kept until the process exits) freezes what was made rather than have the collector
+    walk it (unwind/gcpause.py).
     """
+    with gc_paused(freeze=final):
+        return _symbolize_profile(raw, symbolizer, meta, lines)
+
+
+def _symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMeta, lines: bool) -> Profile:
     profile = Profile(meta=meta)
     users: set[str | None] = set()  # modules of the frames, for their build-ids
     user_frames: dict[tuple[int, int], dict[tuple[int, ...], tuple[Frame, ...]]] = {}

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 
 class FrameKind(Enum):
     USER = "user"
     KERNEL = "kernel"
     MARKER = "marker"  # synthetic: [Missed User Stack], [truncated], process/thread roots
+
+    # By identity, in C (members are singletons and compare by identity): Enum's own __hash__ is a
+    # method in Python, and every Frame's hash includes its kind and reason.
+    __hash__ = object.__hash__
 
 
 class Reason(Enum):
@@ -25,29 +29,22 @@ class Reason(Enum):
     NO_KERNEL_SYMBOL = "no kernel symbol covers the address"
     NO_PROCESS = "the process was never seen alive, so its maps were not captured"
 
-
-class _HashSlot:
-    """The slot where a Frame keeps its hash (a base class: a slotted dataclass has slots for its fields
-    only)."""
-
-    __slots__ = ("_hash",)
-    _hash: int
+    __hash__ = object.__hash__  # as FrameKind's
 
 
-_set_hash = _HashSlot.__dict__["_hash"].__set__  # the slot's setter, in C
-
-
-@dataclass(frozen=True, slots=True)
-class Frame(_HashSlot):
+class Frame(NamedTuple):
     """One frame of a symbolized stack.
 
     ``module`` is the path of the mapped file (user) or the kernel module name (kernel, None for
     vmlinux). ``file_off`` is the file offset of the address in ``module`` (user frames), kept so an
     unnamed frame still says where it was (``libfoo.so+0x1a2b``).
 
-    The hash is computed at first use and kept: a Profile hashes every frame of every Sample, and the
-    dataclass hash (a tuple of all fields, two of them Enums hashed in Python) was most of the time of
-    building one. Not pickled (the fields are); equality compares every field, as the dataclass does.
+    A named tuple, not a dataclass, for speed: a symbolizer makes one per address and a Profile hashes
+    every frame of every Sample. A tuple is made in C (``tuple.__new__`` over a column of fields, see
+    unwind/symbolizer.py), read in C (its fields are ``_tuplegetter``s) and hashed in C (FrameKind and
+    Reason hash by identity, above); a frozen slotted dataclass took 4x as long to make and its hash,
+    a method in Python, was a third of the time of building a Profile. Immutable like the dataclass
+    was; one difference: a Frame equals the plain tuple of its fields, which no code here makes.
     """
 
     name: str | None
@@ -58,41 +55,6 @@ class Frame(_HashSlot):
     inlined: bool = False
     unknown: Reason | None = None
     file_off: int | None = None
-
-    def __hash__(self) -> int:
-        try:
-            return self._hash
-        except AttributeError:  # not hashed yet (or unpickled: the slot is not part of the state)
-            h = hash(
-                (
-                    self.name,
-                    self.module,
-                    self.kind,
-                    self.file,
-                    self.line,
-                    self.inlined,
-                    self.unknown,
-                    self.file_off,
-                )
-            )
-            _set_hash(self, h)
-            return h
-
-    def __eq__(self, other: object) -> bool:
-        if self is other:
-            return True
-        if not isinstance(other, Frame):
-            return NotImplemented
-        return (
-            self.name == other.name
-            and self.file_off == other.file_off
-            and self.module == other.module
-            and self.kind is other.kind
-            and self.unknown is other.unknown
-            and self.file == other.file
-            and self.line == other.line
-            and self.inlined == other.inlined
-        )
 
     def label(self, lines: bool = False) -> str:
         """The display name: the function, else ``module+0xOFF``, else ``[unknown]``.

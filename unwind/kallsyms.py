@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from unwind.symtab import decode_ranges
 
 # Function symbols: text (t/T) and weak (w/W). Everything else is kept only as a boundary, so an
 # address in data or past the end of a text region does not resolve to the function before it.
@@ -45,22 +48,29 @@ class LazyNames(Sequence[str | None]):
         return (self[i] for i in range(len(self)))
 
     def get_many(self, indices: np.ndarray | list[int]) -> list[str | None]:
-        """``self[i]`` for each index (all in range), decoded in one pass and not cached."""
+        """``self[i]`` for each index (all in range), decoded in bulk (C loops) and not cached."""
         idx = np.asarray(indices, dtype=np.int64)
-        blob = self._blob
-        return [
-            None if start < 0 else blob[start:end].decode(errors="replace")
-            for start, end in zip(self._starts[idx].tolist(), self._ends[idx].tolist(), strict=True)
-        ]
+        starts = self._starts[idx]
+        named = np.flatnonzero(starts >= 0)
+        if len(named) == len(idx):
+            return decode_ranges(self._blob, starts.tolist(), self._ends[idx].tolist())
+        out: list[str | None] = [None] * len(idx)
+        found = decode_ranges(self._blob, starts[named].tolist(), self._ends[idx[named]].tolist())
+        collections.deque(map(out.__setitem__, named.tolist(), found), maxlen=0)
+        return out
 
 
 def names_at(names: Sequence[str | None], indices: list[int]) -> list[str | None]:
-    """``names[i]`` for each index (-1: None); in one pass when ``names`` is ``LazyNames``."""
-    if isinstance(names, LazyNames):
-        good = [i for i in indices if i >= 0]
-        found = iter(names.get_many(good))
-        return [next(found) if i >= 0 else None for i in indices]
-    return [names[i] if i >= 0 else None for i in indices]
+    """``names[i]`` for each index (-1: None); in bulk when ``names`` is ``LazyNames``."""
+    if not isinstance(names, LazyNames):
+        return [names[i] if i >= 0 else None for i in indices]
+    idx = np.asarray(indices, dtype=np.int64)
+    at = np.flatnonzero(idx >= 0)
+    if len(at) == len(idx):
+        return names.get_many(idx)
+    out: list[str | None] = [None] * len(idx)
+    collections.deque(map(out.__setitem__, at.tolist(), names.get_many(idx[at])), maxlen=0)
+    return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)

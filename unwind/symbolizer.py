@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import bisect
 import collections
-import contextlib
-import dataclasses
-import gc
 import itertools
 import mmap
 import operator
@@ -19,7 +16,7 @@ import stat
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -38,6 +35,7 @@ from unwind.demangle import Demangler
 from unwind.dwarf import DwarfInfo, SourceFrame
 from unwind.elf import ElfError, ElfFile, Segment
 from unwind.frame import Frame, FrameKind, Reason
+from unwind.gcpause import paused as gc_paused
 from unwind.kallsyms import KernelSymbols, names_at
 from unwind.maps import READ_FLAGS, VDSO, EarlyCapture, Mapping, load_maps, map_files_path, read_vdso
 from unwind.perfmap import PerfMap, open_perf_map, parse_perf_map, read_perf_map
@@ -53,6 +51,8 @@ _FILE_ERRORS = (ElfError, OSError, ValueError)
 # Frames that DWARF may add lines to: named ones, and unnamed ones in a readable ELF (DWARF may name them).
 _LINE_REASONS = (None, Reason.NO_SYMBOL)
 _UNKNOWN_OF = operator.attrgetter("unknown")
+_NAME_OF = operator.attrgetter("name")
+_MODULE_OF = operator.attrgetter("module")
 
 
 @dataclass(eq=False, slots=True)
@@ -430,7 +430,7 @@ class Symbolizer:
         todo = _unfilled(frames) if known else list(range(len(addrs)))
         if not todo:
             return self._count(frames)  # type: ignore[arg-type]
-        with _gc_paused(len(todo) >= self.bulk_min):
+        with gc_paused(len(todo) >= self.bulk_min):
             missed = self._place(proc, todo, addrs, frames)
             if missed and self._refresh(proc):
                 missed = self._place(proc, missed, addrs, frames)
@@ -577,7 +577,7 @@ class Symbolizer:
         uniq, inverse = np.unique(idx, return_inverse=True)
         named = module.names
         keys = uniq.tolist()
-        new = [i for i in keys if i not in named]
+        new = list(itertools.filterfalse(named.__contains__, keys)) if named else keys
         if new:  # the one place user (ELF) names are produced
             found = module.table.names_of(new)
             demangle = self._demangler
@@ -593,8 +593,10 @@ class Symbolizer:
                     named[i] = out = demangle(name)
                     if kept is not None and out != name:
                         kept.add(i, out)
-        names = [named[i] for i in keys]
-        reasons = [None if name else Reason.NO_SYMBOL for name in names]
+        names = list(map(named.__getitem__, keys))
+        reasons: list[Reason | None] = [None] * len(names)
+        for k in itertools.compress(range(len(names)), map(operator.not_, names)):
+            reasons[k] = Reason.NO_SYMBOL
         at = inverse.tolist()
         return list(map(names.__getitem__, at)), list(map(reasons.__getitem__, at))
 
@@ -809,14 +811,17 @@ class Symbolizer:
             q = np.fromiter(map(addrs.__getitem__, todo), np.uint64, len(todo))
             ksyms = self._kernel_symbols()
             uniq, inverse = np.unique(ksyms.lookup_indices(q), return_inverse=True)
-            with _gc_paused(len(todo) >= self.bulk_min):
+            with gc_paused(len(todo) >= self.bulk_min):
                 by_symbol = self._kernel_symbol_frames(ksyms, uniq.tolist())
-            if self._kallsyms_cached and stale_kernel_results((f.name, f.module) for f in by_symbol):
+            if self._kallsyms_cached and stale_kernel_results(
+                map(_NAME_OF, by_symbol), map(_MODULE_OF, by_symbol)
+            ):
                 ksyms = self._kernel_symbols(live=True)  # once: a BPF program may be newer than the cache
                 uniq, inverse = np.unique(ksyms.lookup_indices(q), return_inverse=True)
                 by_symbol = self._kernel_symbol_frames(ksyms, uniq.tolist())
-            for pos, k in zip(todo, inverse.tolist(), strict=True):
-                frames[pos] = known[addrs[pos]] = by_symbol[k]
+            made = list(map(by_symbol.__getitem__, inverse.tolist()))
+            collections.deque(map(frames.__setitem__, todo, made), maxlen=0)
+            known.update(zip(map(addrs.__getitem__, todo), made, strict=True))
         return self._count(frames)  # type: ignore[arg-type]  # every slot is filled above
 
     def _kernel_symbol_frames(self, ksyms: KernelSymbols, indices: list[int]) -> list[Frame]:
@@ -1005,17 +1010,6 @@ def _unclone(name: str) -> str:
     return name if "(" in name else name.split(".", 1)[0] or name
 
 
-_FRAME_FIELDS = ("name", "module", "kind", "file", "line", "inlined", "unknown", "file_off")
-# The slots' own setters, when Frame is the plain frozen slotted dataclass known here; else None.
-_FRAME_SETTERS = (
-    tuple(Frame.__dict__[n].__set__ for n in _FRAME_FIELDS)
-    if tuple(f.name for f in dataclasses.fields(Frame)) == _FRAME_FIELDS
-    and "__slots__" in Frame.__dict__
-    and not hasattr(Frame, "__post_init__")
-    else None
-)
-
-
 def _make_frames(
     n: int,
     names: Iterable[str | None],
@@ -1027,41 +1021,16 @@ def _make_frames(
     """``n`` frames without file, line or inlining, one from each item of the columns (``repeat`` a value
     for all): each equal to ``Frame(name, module, kind, unknown=unknown, file_off=file_off)``.
 
-    About twice as fast as calling Frame: a frozen dataclass's ``__init__`` sets each field with
-    ``object.__setattr__`` by name, in Python; here each slot's setter runs over a whole column in C
-    (``map``). One frame per address is the largest cost of a big batch. Falls back to calling Frame
-    when its fields are not the ones known here.
+    ``tuple.__new__`` over the zipped columns: a C loop, where calling Frame (its ``__new__`` is Python)
+    costs about twice as much. One frame per address is the largest cost of a big batch.
     """
-    if _FRAME_SETTERS is None:
-        rows = zip(range(n), names, modules, unknowns, file_offs, strict=False)
-        return [Frame(name, module, kind, unknown=u, file_off=off) for _, name, module, u, off in rows]
-    frames = list(map(object.__new__, itertools.repeat(Frame, n)))
-    columns = (names, modules, itertools.repeat(kind), _NONES, _NONES, _FALSES, unknowns, file_offs)
-    for setter, column in zip(_FRAME_SETTERS, columns, strict=True):
-        collections.deque(map(setter, frames, column), maxlen=0)  # stops at the n frames
-    return frames
+    rows = zip(names, modules, itertools.repeat(kind), _NONES, _NONES, _FALSES, unknowns, file_offs)
+    return list(map(_TUPLE_NEW, itertools.repeat(Frame, n), rows))
 
 
+_TUPLE_NEW = tuple.__new__
 _NONES = itertools.repeat(None)
 _FALSES = itertools.repeat(False)
-
-
-@contextlib.contextmanager
-def _gc_paused(pause: bool = True) -> Iterator[None]:
-    """Pause the cyclic garbage collector while a batch makes its frames (when ``pause``).
-
-    Why: every ~700 new frames (GC-tracked objects, none in a cycle) would start a collection that walks
-    the young objects, and the older generations ever more often as they grow: about a third of the time
-    of making 100k frames. Frames hold no cycles, so nothing is left for the collector to find.
-    """
-    if not pause or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 _MINUS_ONE = (-1).__add__

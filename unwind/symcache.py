@@ -29,6 +29,7 @@ that 40k addresses hit, against ~2 ms), so each name is demangled once, at its f
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import logging
@@ -42,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from unwind.kallsyms import KernelSymbols, LazyNames, load_kallsyms
-from unwind.symtab import StringSource, SymbolArrays, SymbolTable
+from unwind.symtab import StringSource, SymbolArrays, SymbolTable, decode_ranges
 
 FORMAT = 1
 MAGIC = b"BPFPSYM\0"
@@ -317,10 +318,10 @@ class DemangledNames:
         at = np.searchsorted(self._indices, q)
         safe = np.minimum(at, len(self._indices) - 1)
         hit = np.flatnonzero(self._indices[safe] == q)
-        mm, base = self._mm, self._blob_at
-        starts, ends = self._starts[safe[hit]].tolist(), self._ends[safe[hit]].tolist()
-        for k, lo, hi in zip(hit.tolist(), starts, ends, strict=True):
-            out[k] = mm[base + lo : base + hi].decode(errors="surrogateescape")
+        base = np.uint64(self._blob_at)
+        starts, ends = (self._starts[safe[hit]] + base).tolist(), (self._ends[safe[hit]] + base).tolist()
+        found = decode_ranges(self._mm, starts, ends, "surrogateescape")
+        collections.deque(map(out.__setitem__, hit.tolist(), found), maxlen=0)
         return out
 
     def add(self, index: int, name: str) -> None:
@@ -377,10 +378,11 @@ def load_kernel_symbols(
     return ksyms, False
 
 
-def stale_kernel_results(results: Iterable[tuple[str | None, str | None]]) -> bool:
-    """True when lookups in cached kernel symbols need the live kallsyms: some address has no symbol,
-    or one of a BPF program or trampoline (those come and go without a reboot or a module load)."""
-    return any(name is None or module in VOLATILE_MODULES for name, module in results)
+def stale_kernel_results(names: Iterable[str | None], modules: Iterable[str | None]) -> bool:
+    """True when lookups in cached kernel symbols need the live kallsyms: some address has no symbol
+    (a None name), or one of a BPF program or trampoline (those come and go without a reboot or a
+    module load). Both tests run in C."""
+    return None in names or not VOLATILE_MODULES.isdisjoint(modules)
 
 
 def _lazy_columns(ksyms: KernelSymbols) -> tuple[bytes | bytearray, list[np.ndarray]] | None:

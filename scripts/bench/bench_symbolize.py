@@ -184,8 +184,8 @@ def symbolize_all(sym: Symbolizer, work: Work) -> Profile | list[list[Frame]]:
     the kernel, then the Profile of root-first Samples: what ``bpfprof record`` does), else one
     ``symbolize_user``/``symbolize_kernel`` call per stack. Returns what they made, as they made it
     (flattening 100k frames into one list would cost more than looking half of them up)."""
-    if isinstance(work, RawProfile):
-        return symbolize_profile(work, sym, ProfileMeta())
+    if isinstance(work, RawProfile):  # final: as record's and report's last profile (gc frozen)
+        return symbolize_profile(work, sym, ProfileMeta(), final=True)
     user, kernel = work
     pid = os.getpid()
     return [sym.symbolize_user(pid, stack) for stack in user] + [sym.symbolize_kernel(s) for s in kernel]
