@@ -31,7 +31,10 @@ MAX_OUTPUT = 1 << 16
 # Digits of an identifier's length: more cannot fit in MAX_NAME (and int() refuses > 4300 digits).
 _MAX_LENGTH_DIGITS = len(str(MAX_NAME))
 
-__all__ = ["MAX_NAME", "MAX_OUTPUT", "Demangler", "demangle"]
+__all__ = ["MANGLED_PREFIXES", "MAX_NAME", "MAX_OUTPUT", "Demangler", "demangle"]
+
+
+MANGLED_PREFIXES = ("_R", "_Z")  # Rust v0, and Itanium C++ (Rust legacy names are Itanium-shaped)
 
 
 def demangle(name: str) -> str:
@@ -39,7 +42,7 @@ def demangle(name: str) -> str:
     at = name.find("@")
     if at > 0:  # "name@VER" / "name@@VER" (a symbol version); a leading "@" is not a version
         name = name[:at]
-    if len(name) > MAX_NAME or not name.startswith(("_R", "_Z")):
+    if len(name) > MAX_NAME or not name.startswith(MANGLED_PREFIXES):
         return name
     try:
         if name.startswith("_R"):

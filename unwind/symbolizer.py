@@ -31,7 +31,7 @@ from unwind.debuginfo import (
     find_debug_file,
     load_symbols,
 )
-from unwind.demangle import Demangler
+from unwind.demangle import MANGLED_PREFIXES, Demangler
 from unwind.dwarf import DwarfInfo, SourceFrame
 from unwind.elf import ElfError, ElfFile, Segment
 from unwind.frame import Frame, FrameKind, Reason
@@ -580,19 +580,18 @@ class Symbolizer:
         new = list(itertools.filterfalse(named.__contains__, keys)) if named else keys
         if new:  # the one place user (ELF) names are produced
             found = module.table.names_of(new)
+            named.update(zip(new, found, strict=True))
             demangle = self._demangler
-            if demangle is None:
-                named.update(zip(new, found, strict=True))
-            else:
+            if demangle is not None:
                 kept = module.demangled
                 before = kept.get(new) if kept is not None else itertools.repeat(None)
                 for i, name, known in zip(new, found, before, strict=False):
-                    if known is not None or not name:
-                        named[i] = known or name
-                        continue
-                    named[i] = out = demangle(name)
-                    if kept is not None and out != name:
-                        kept.add(i, out)
+                    if known is not None:
+                        named[i] = known
+                    elif name and (name.startswith(MANGLED_PREFIXES) or "@" in name):  # else it is kept as is
+                        named[i] = out = demangle(name)
+                        if kept is not None and out != name:
+                            kept.add(i, out)
         names = list(map(named.__getitem__, keys))
         reasons: list[Reason | None] = [None] * len(names)
         for k in itertools.compress(range(len(names)), map(operator.not_, names)):

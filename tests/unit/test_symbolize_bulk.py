@@ -7,6 +7,7 @@ addresses, the kallsyms fixture and the live /proc/kallsyms when readable.
 from __future__ import annotations
 
 import ctypes
+import gc
 import mmap
 import os
 import re
@@ -276,3 +277,12 @@ def test_symbolize_profile_calls_once_per_process_and_matches_per_stack(
     got = [s.frames for s in profile.samples]
     assert got[:-1] == list(want)[:-1]
     assert [f.name for f in got[-1]] == ["[Missed User Stack]", "[Missed Kernel Stack]"]
+    with Symbolizer(kallsyms=ksyms, cache=False, debuginfod=False) as sym:
+        frozen = gc.get_freeze_count()
+        try:
+            final = symbolize_profile(raw, sym, ProfileMeta(), final=True)  # as record's last profile
+            assert gc.isenabled()
+            assert gc.get_freeze_count() > frozen  # what it made is out of the collector's sight
+        finally:
+            gc.unfreeze()
+    assert final.samples == profile.samples
