@@ -148,6 +148,16 @@ def is_clock(spec: EventSpec) -> bool:
     return spec.type == PERF_TYPE_SOFTWARE and spec.config in (SW_CPU_CLOCK, SW_TASK_CLOCK)
 
 
+def counts_every_switch(spec: EventSpec) -> bool:
+    """context-switches with no exclusions: one for every switch out of a task (perf_event_task_sched_out;
+    it counts in kernel mode, so ``:u`` would count none), which stat.bpf.c charges at the switch."""
+    return (
+        spec.type == PERF_TYPE_SOFTWARE
+        and spec.config == SW_CONTEXT_SWITCHES
+        and not (spec.exclude_user or spec.exclude_kernel)
+    )
+
+
 def is_switch_out(spec: EventSpec) -> bool:
     """Counted by perf_event_task_sched_out(), after the sched_switch tracepoint has fired."""
     return spec.type == PERF_TYPE_SOFTWARE and spec.config in (SW_CONTEXT_SWITCHES, SW_CGROUP_SWITCHES)
@@ -405,6 +415,7 @@ class TaskCounterConfig:
     switch_out_mask: int = 0
     value_only_mask: int = 0
     direct_mask: int = 0
+    per_switch_mask: int = 0
     # the event whose times the value-only events have (the BPF program charges them none); a
     # clock (time_is_value) is value-only too: its times are its count
     time_source: int = 0
@@ -473,6 +484,7 @@ class TaskCounter:
         cfg.switch_out_mask = c.switch_out_mask
         cfg.value_only_mask = c.value_only_mask
         cfg.direct_mask = c.direct_mask
+        cfg.per_switch_mask = c.per_switch_mask
         cfg.by_tid = int(c.by_tid)
         cfg.filter_tgids = int(c.filter_tgids)
         cfg.follow_forks = int(c.follow_forks)
@@ -605,6 +617,7 @@ def task_counter_config(supported: list[StatEvent], opts: StatOptions) -> TaskCo
         switch_out_mask=sum(1 << i for i, ev in enumerate(supported) if is_switch_out(ev.spec)),
         value_only_mask=sum(1 << i for i in software if i != source or clocks),
         direct_mask=sum(1 << i for i in software if i != source and i not in clocks),
+        per_switch_mask=sum(1 << i for i, ev in enumerate(supported) if counts_every_switch(ev.spec)),
         time_source=source,
         time_is_value=bool(clocks),
         by_tid=opts.by is By.TID,

@@ -123,23 +123,27 @@ static __always_inline void add(__u64 *field, __u64 delta)
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
-/* The count of a counting event of perf's software PMU (page-faults, context-switches, ...) at
- * `index` of `counters`, loaded directly: perf_event_read_local() only loads event->count for these,
- * and a helper call costs more than the rest of the program. The chain counters (a bpf_array) ->
- * ptrs[index] (a bpf_event_entry) -> event -> count goes through read-only casts: plain loads, a
- * fault reads 0. */
-static __always_inline int load_count(__u64 index, __u64 *count)
+/* The perf_event at `index` of `counters`, or NULL, loaded directly: the chain counters (a bpf_array)
+ * -> ptrs[index] (a bpf_event_entry) -> event goes through read-only casts: plain loads, a fault
+ * reads 0. */
+static __always_inline struct perf_event *event_at(__u64 index)
 {
 	struct bpf_array *arr = bpf_rdonly_cast(&counters, bpf_core_type_id_kernel(struct bpf_array));
 	char *slot = (char *)arr + bpf_core_field_offset(struct bpf_array, ptrs) + index * sizeof(void *);
 	struct llist_node *ptr = bpf_rdonly_cast(slot, bpf_core_type_id_kernel(struct llist_node));
 	struct bpf_event_entry *ee =
 		bpf_rdonly_cast(ptr->next, bpf_core_type_id_kernel(struct bpf_event_entry));
-	if (!ee)
-		return -1; /* no counter placed there */
-	struct perf_event *ev = ee->event;
+	return ee ? ee->event : NULL;
+}
+
+/* The count of a counting event of perf's software PMU (page-faults, context-switches, ...) at
+ * `index` of `counters`, loaded directly: perf_event_read_local() only loads event->count for these,
+ * and a helper call costs more than the rest of the program. */
+static __always_inline int load_count(__u64 index, __u64 *count)
+{
+	struct perf_event *ev = event_at(index);
 	if (!ev)
-		return -1;
+		return -1; /* no counter placed there */
 	*count = ev->count.a.a.counter;
 	return 0;
 }
@@ -161,7 +165,8 @@ static __always_inline int read_counter(__u32 i, __u32 cpu, struct bpf_perf_even
 }
 
 /* Read this CPU's counters and charge what they counted since the last reading: to `t`, or for
- * switch-out events to the task switched out before. At a switch, `t` becomes the pending owner.
+ * switch-out events to the task switched out before (but context-switches with no exclusions: one to
+ * `t` at each switch, unread). At a switch, `t` becomes the pending owner.
  * Helper calls and locked adds are what this costs (the kernel's return thunks make every call
  * dear), so value-only events are charged their counts alone: their times are those of a time
  * source event, which user space fills in (stat.py, TaskCounter.read_tasks). */
@@ -174,8 +179,9 @@ static __always_inline void account(struct task_struct *t, int at_switch)
 	struct stat_key key = {};
 	fill_key(&key, t);
 	struct stat_value *owner = slot_of(&key);
+	__u32 per_switch = bpf_rdonly_cast ? cfg.per_switch_mask : 0;
 	struct stat_value *before = NULL;
-	if (cfg.switch_out_mask)
+	if (cfg.switch_out_mask & ~per_switch) /* a second lookup: the task switched out before */
 		before = st->has_pending ? slot_of(&st->pending) : owner;
 	__u32 cpu = bpf_get_smp_processor_id();
 	if (cpu >= cfg.nr_cpus)
@@ -184,6 +190,17 @@ static __always_inline void account(struct task_struct *t, int at_switch)
 	for (__u32 i = 0; i < STAT_MAX_EVENTS; i++) {
 		if (i >= cfg.nr_events)
 			break;
+		if (per_switch & (1U << i)) {
+			/* perf_event_task_sched_out() counts this switch right after the tracepoint, with
+			 * interrupts still off (so the counter cannot be switched on or off in between), and
+			 * counts no other: the same one, charged now. The flush has none to charge. */
+			if (at_switch && owner) {
+				struct perf_event *ev = event_at((__u64)i * cfg.nr_cpus + cpu);
+				if (ev && ev->state == PERF_EVENT_STATE_ACTIVE)
+					add(&owner->counter[i], 1);
+			}
+			continue;
+		}
 		struct bpf_perf_event_value now = {};
 		int value_only = cfg.value_only_mask & (1U << i);
 		if (read_counter(i, cpu, &now, value_only)) {

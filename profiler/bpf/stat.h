@@ -46,6 +46,9 @@ struct stat_config {
 	/* bit i: event i is of perf's software PMU (page-faults, ...; not a clock), value-only: load
 	 * its count directly, without a helper call */
 	__u32 direct_mask;
+	/* bit i: event i is context-switches with no exclusions, a switch-out event that counts one
+	 * at every switch while it is on: charged to prev at the switch, never read */
+	__u32 per_switch_mask;
 	__u8 by_tid;           /* key by thread, not by process */
 	__u8 filter_tgids;     /* charge only tgids in `targets` */
 	__u8 follow_forks;     /* add children of targets to `targets` */

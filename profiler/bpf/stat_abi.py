@@ -42,6 +42,7 @@ class StatConfig(ctypes.Structure):
         ("switch_out_mask", ctypes.c_uint32),
         ("value_only_mask", ctypes.c_uint32),
         ("direct_mask", ctypes.c_uint32),
+        ("per_switch_mask", ctypes.c_uint32),
         ("by_tid", ctypes.c_uint8),
         ("filter_tgids", ctypes.c_uint8),
         ("follow_forks", ctypes.c_uint8),

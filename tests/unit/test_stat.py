@@ -401,11 +401,14 @@ def test_software_events_are_read_without_times_and_the_clock_stands_for_them() 
     assert c.value_only_mask == 0b1110  # cycles keeps its times: it may be multiplexed
     assert c.direct_mask == 0b0110  # not the clock: its count is brought up to date by a read
     assert c.switch_out_mask == 0b0100
+    assert c.per_switch_mask == 0b0100  # charged one at each switch, without reading it
     c = _task_config("cycles,page-faults,context-switches")
     assert (c.time_source, c.time_is_value) == (1, False)
     assert (c.value_only_mask, c.direct_mask) == (0b100, 0b100)  # page-faults is read with times
     c = _task_config("cycles,instructions")
     assert (c.value_only_mask, c.direct_mask) == (0, 0)
+    c = _task_config("context-switches:u,context-switches:k,cgroup-switches")
+    assert (c.switch_out_mask, c.per_switch_mask) == (0b111, 0)  # read: what they exclude is perf's to say
 
 
 class _Value:  # a StatValue's three arrays

@@ -26,7 +26,7 @@ int main(void) {
     F(stat_value, counter) F(stat_value, enabled) F(stat_value, running)
     F(stat_cpu_state, last) F(stat_cpu_state, pending) F(stat_cpu_state, has_pending)
     F(stat_config, nr_events) F(stat_config, nr_cpus) F(stat_config, switch_out_mask)
-    F(stat_config, value_only_mask) F(stat_config, direct_mask)
+    F(stat_config, value_only_mask) F(stat_config, direct_mask) F(stat_config, per_switch_mask)
     F(stat_config, by_tid) F(stat_config, filter_tgids) F(stat_config, follow_forks)
     printf("const STAT_COMM_LEN %d\nconst STAT_MAX_EVENTS %d\nconst HEALTH_MAX %d\n",
            STAT_COMM_LEN, STAT_MAX_EVENTS, HEALTH_MAX);
@@ -59,7 +59,7 @@ def test_struct_sizes_match_header(c_layout: str) -> None:
 
 def test_field_offsets_match_header(c_layout: str) -> None:
     fields = re.findall(r"(\w+)\.(\w+) (\d+) (\d+)", c_layout)
-    assert len(fields) == 17
+    assert len(fields) == 18
     for struct, field, off, size in fields:
         desc = getattr(MIRRORS[struct], field)
         assert (desc.offset, desc.size) == (int(off), int(size)), f"{struct}.{field}"
