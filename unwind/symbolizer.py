@@ -61,7 +61,9 @@ class _Module:
     """One distinct executable image (a file by (st_dev, st_ino, size, mtime), or a vDSO by contents).
 
     ``image`` keeps the file reachable (a read-only mmap taken at capture, or the vDSO bytes); the ELF is
-    parsed at first lookup. ``frames`` caches results by mapping path, then file offset.
+    parsed at first lookup. ``frames`` caches results by mapping path, then file offset, once a second
+    image (process, exec) resolves addresses through the module: the first one's own frames cache
+    (``_Process.frames``) serves it alone, so a module that one process maps costs no second cache.
     """
 
     name: str
@@ -72,6 +74,8 @@ class _Module:
     error: Reason | None = None
     loaded: bool = False
     frames: dict[str, dict[int, Frame]] = field(default_factory=dict)  # by mapping path, then file offset
+    owner: tuple[int, int] | None = None  # (pid, gen) of the first image that resolved through it
+    shared: bool = False  # another image has: ``frames`` is kept from then on
     names: dict[int, str | None] = field(default_factory=dict)  # (demangled) name by symbol index, -1: None
     identity: str | None = None  # file_identity() of the mapped file: its cache key without a build-id
     dwarf: DwarfInfo | None = None  # with Symbolizer(lines=True): its own or its debug file's DWARF
@@ -537,16 +541,24 @@ class Symbolizer:
                     failed[off] = Frame(None, m.path, FrameKind.USER, unknown=handle, file_off=off)
                 frames[pos] = failed[off]
             return
+        image = (proc.pid, proc.gen)
+        if handle.owner is None:
+            handle.owner = image
+        elif handle.owner != image:
+            handle.shared = True
         self._resolve(handle, m.path, positions, offs, frames)
 
     def _resolve(
         self, module: _Module, path: str, positions: list[int], offs: list[int], frames: list[Frame | None]
     ) -> None:
-        """Frames for file offsets ``offs`` of ``module`` mapped from ``path``: from the module's frames,
-        else looked up with one vectorised call (names found and demangled once per symbol)."""
+        """Frames for file offsets ``offs`` of ``module`` mapped from ``path``: from the module's frames
+        (kept once it is shared), else looked up with one vectorised call (names found and demangled
+        once per symbol)."""
         cache = module.frames.get(path)
         if cache is None:
-            cache = module.frames[path] = {}
+            cache = {}
+            if module.shared:
+                module.frames[path] = cache
         got: list[Frame | None] = list(map(cache.get, offs)) if cache else [None] * len(offs)
         todo = [j for j, f in enumerate(got) if f is None] if cache else list(range(len(offs)))
         if len(todo) < len(got):
@@ -566,7 +578,8 @@ class Symbolizer:
         if reason is not None:
             names, reasons = _NONES, itertools.repeat(reason)  # type: ignore[assignment]
         new = _make_frames(len(unique), names, itertools.repeat(path), FrameKind.USER, reasons, unique)
-        cache.update(zip(unique, new, strict=True))
+        if module.shared or len(unique) < len(offs):
+            cache.update(zip(unique, new, strict=True))
         if len(unique) < len(offs):
             new = list(map(cache.__getitem__, offs))
         collections.deque(map(frames.__setitem__, positions, new), maxlen=0)

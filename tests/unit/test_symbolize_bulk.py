@@ -238,6 +238,27 @@ def test_lazy_names_get_many_equals_getitem() -> None:
     assert ksyms.modules.get_many(idx) == [ksyms.modules[i] for i in idx]  # type: ignore[attr-defined]
 
 
+def test_a_module_keeps_frames_for_other_images_once_a_second_one_uses_it(libc_addresses: list[int]) -> None:
+    """One image's frames are its own (no second cache per module); once another image (here: the
+    same process captured as a second exec generation) resolves through a module, the module keeps
+    its frames, and a third image gets the very same objects."""
+    named = [a for a in libc_addresses[:2000] if a < 2**47]
+    with Symbolizer(cache=False, debuginfod=False) as sym:
+        first = sym.symbolize_user_addrs(PID, named)
+        modules = [h for h in sym._procs[(PID, 0)].handles.values() if not isinstance(h, Reason)]
+        assert modules
+        assert all(not m.frames for m in modules)  # one image: nothing kept twice
+        second = sym.symbolize_user_addrs(PID, named, gen=1)
+        assert second == first  # equal frames (made again: the first image kept its own)
+        assert any(m.frames for m in modules)
+        third = sym.symbolize_user_addrs(PID, named, gen=2)
+        assert third == first
+        kept = [f for f in third if f.file_off is not None and f.unknown is None]
+        assert kept
+        by_addr = dict(zip(named, second, strict=True))
+        assert all(f is by_addr[a] for a, f in zip(named, third, strict=True) if f in kept)
+
+
 # -- symbolize_profile ---------------------------------------------------------------------------
 
 
