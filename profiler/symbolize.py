@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
 import sys
@@ -168,6 +169,8 @@ def _symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMet
     profile = Profile(meta=meta)
     users: set[str | None] = set()  # modules of the frames, for their build-ids
     user_frames: dict[tuple[int, int], dict[tuple[int, ...], tuple[Frame, ...]]] = {}
+    kernel_stacks = list(dict.fromkeys(s.kernel_ips for s in raw.stacks if s.kernel_status is StackStatus.OK))
+    loading = _load_kernel_meanwhile(symbolizer) if kernel_stacks else None
     for (pid, gen), stacks in _distinct_user_stacks(raw).items():
         if lines:
             user_frames[(pid, gen)] = {
@@ -190,7 +193,8 @@ def _symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMet
 
             user_frames[(pid, gen)], found = _frames_of_stacks(stacks, lookup)
             users.update(map(_MODULE_OF, found))
-    kernel_stacks = list(dict.fromkeys(s.kernel_ips for s in raw.stacks if s.kernel_status is StackStatus.OK))
+    if loading is not None:
+        loading.join()
     kernel_frames, found = _frames_of_stacks(kernel_stacks, symbolizer.symbolize_kernel_addrs)
     kernels = set(map(_MODULE_OF, found))
     for stack, (samples, period) in raw.stacks.items():
@@ -210,6 +214,22 @@ def _symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMet
 
 
 _MODULE_OF = operator.attrgetter("module")
+
+
+def _load_kernel_meanwhile(symbolizer: Symbolizer) -> threading.Thread | None:
+    """Load kallsyms in a thread while user frames are made, when they are not loaded yet (``report``,
+    or a recording too short for the warm-up): reading /proc/kallsyms is ~70 ms in the kernel, with the
+    GIL released. Joined before the first kernel lookup; nothing else touches the kernel symbols."""
+    if symbolizer.kernel_loaded():
+        return None
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the lookup loads again, and reports, in the caller's thread
+            symbolizer.preload_kernel()
+
+    thread = threading.Thread(target=load, name="bpfprof-kallsyms", daemon=True)
+    thread.start()
+    return thread
 
 
 def _distinct_user_stacks(raw: RawProfile) -> dict[tuple[int, int], list[tuple[int, ...]]]:

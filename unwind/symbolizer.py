@@ -863,6 +863,10 @@ class Symbolizer:
         """Load kernel symbols now (e.g. from a thread while recording) rather than at first lookup."""
         self._kernel_symbols()
 
+    def kernel_loaded(self) -> bool:
+        """Whether kernel symbols are loaded (or were given): a kernel lookup reads nothing first."""
+        return self._kallsyms is not None
+
     def _kernel_symbols(self, live: bool = False) -> KernelSymbols:
         """kallsyms: this boot's cache entry if any (unless ``live``), else /proc/kallsyms (then cached)."""
         if self._kallsyms is None or live:

@@ -11,6 +11,7 @@ import gc
 import mmap
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,46 @@ def test_lazy_names_get_many_equals_getitem() -> None:
     idx = list(range(len(names)))[::-1]
     assert names.get_many(idx) == [names[i] for i in idx]
     assert ksyms.modules.get_many(idx) == [ksyms.modules[i] for i in idx]  # type: ignore[attr-defined]
+
+
+def test_symbolize_profile_loads_kallsyms_in_a_thread_while_user_frames_are_made(
+    libc_addresses: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ksyms = parse_kallsyms((KALLSYMS / "sample.txt").read_bytes())
+    kaddrs = kernel_addresses(ksyms)
+    ok = StackStatus.OK
+    raw = RawProfile()
+    raw.add(RawStack(PID, PID, "t", tuple(libc_addresses[:10]), tuple(kaddrs[:5]), ok, ok), 1, 100)
+    events: list[str] = []
+    with Symbolizer(cache=False, debuginfod=False) as sym:
+        assert not sym.kernel_loaded()
+
+        def preload() -> None:  # kallsyms of the fixture, as if read from /proc
+            events.append(threading.current_thread().name)
+            sym._kallsyms, sym._kallsyms_cached = ksyms, False
+
+        real_user = sym.symbolize_user_addrs
+        real_kernel = sym.symbolize_kernel_addrs
+
+        def user(*args: object) -> object:
+            events.append("user")
+            return real_user(*args)  # type: ignore[arg-type]
+
+        def kernel(*args: object) -> object:
+            events.append(f"kernel (loaded: {sym.kernel_loaded()})")
+            return real_kernel(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(sym, "preload_kernel", preload)
+        monkeypatch.setattr(sym, "symbolize_user_addrs", user)
+        monkeypatch.setattr(sym, "symbolize_kernel_addrs", kernel)
+        profile = symbolize_profile(raw, sym, ProfileMeta())
+        assert sorted(events[:2]) == ["bpfprof-kallsyms", "user"]
+        assert events[2:] == ["kernel (loaded: True)"]
+        (sample,) = profile.samples
+        assert [f.kind for f in sample.frames[-5:]] == [FrameKind.KERNEL] * 5
+        events.clear()
+        symbolize_profile(raw, sym, ProfileMeta())  # loaded: no thread
+        assert events == ["user", "kernel (loaded: True)"]
 
 
 def test_a_module_keeps_frames_for_other_images_once_a_second_one_uses_it(libc_addresses: list[int]) -> None:
