@@ -494,8 +494,11 @@ class Symbolizer:
     ) -> tuple[dict[int, tuple[list[int], list[int]]], list[int]]:
         """``_group_each`` with numpy: one searchsorted over the mapping starts, one sort by mapping."""
         every = len(positions) == len(addrs)  # positions is then range(len(addrs)): see symbolize_user_addrs
-        whole = (addrs if isinstance(addrs, list) else list(addrs)) if every else None
-        q, valid = _u64_array(whole if whole is not None else [addrs[pos] for pos in positions])
+        if every:
+            looked_up = addrs if isinstance(addrs, list) else list(addrs)
+        else:
+            looked_up = [addrs[pos] for pos in positions]
+        q, valid = _u64_array(looked_up)
         starts, ends = _bounds(proc)
         i = np.searchsorted(starts, q, side="right").astype(np.int64) - 1
         safe = np.maximum(i, 0)
