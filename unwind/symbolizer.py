@@ -990,9 +990,18 @@ class Symbolizer:
     # -- summary ------------------------------------------------------------------------------
 
     def _count(self, frames: list[Frame]) -> list[Frame]:
+        """Count the unresolved frames returned, by ``_summary_key``: by module in C (Counter over a
+        map), and only the few without a module one by one."""
         # compress() keeps the frames with a Reason (a truthy Enum member): a C loop over the list
-        for f in itertools.compress(frames, map(_UNKNOWN_OF, frames)):
-            self._unknown[_summary_key(f)] += 1
+        unknown = list(itertools.compress(frames, map(_UNKNOWN_OF, frames)))
+        if unknown:
+            by_module = Counter(map(_MODULE_OF, unknown))
+            moduleless = by_module.pop(None, 0) + by_module.pop("", 0)  # type: ignore[call-overload]
+            self._unknown.update(by_module)
+            if moduleless:
+                for f in unknown:
+                    if not f.module:
+                        self._unknown[_summary_key(f)] += 1
         return frames
 
     def unknown_by_module(self) -> dict[str, int]:

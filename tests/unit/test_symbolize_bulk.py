@@ -6,6 +6,7 @@ addresses, the kallsyms fixture and the live /proc/kallsyms when readable.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import gc
 import mmap
@@ -168,6 +169,27 @@ def test_frame_hash_and_equality_follow_every_field() -> None:
         changed = base._replace(**{field: other})
         assert changed != base, field
         assert len({base, changed, base._replace()}) == 2, field  # equal frames are one key
+
+
+def test_unknown_frames_are_counted_by_summary_key() -> None:
+    frames = [
+        Frame("f", "/lib/x.so", file_off=1),  # named: not counted
+        Frame(None, "/lib/x.so", unknown=Reason.NO_SYMBOL, file_off=2),
+        Frame(None, "/lib/x.so", unknown=Reason.NO_SYMBOL, file_off=3),
+        Frame(None, "/lib/y.so", unknown=Reason.BAD_ELF, file_off=4),
+        Frame(None, None, FrameKind.KERNEL, unknown=Reason.NO_KERNEL_SYMBOL),
+        Frame(None, "", FrameKind.KERNEL, unknown=Reason.KALLSYMS_RESTRICTED),
+        Frame(None, None, unknown=Reason.ANON),
+        Frame(None, None, unknown=Reason.NO_MAPPING),
+        Frame(None, None, unknown=Reason.NO_MAPPING),
+    ]
+    with Symbolizer(cache=False, debuginfod=False) as sym:
+        assert sym._count(frames) is frames
+        want = collections.Counter(symbolizer_module._summary_key(f) for f in frames if f.unknown)
+        assert sym.unknown_by_module() == dict(want)
+        assert sym.unknown_by_module() == {
+            "/lib/x.so": 2, "/lib/y.so": 1, "[kernel]": 2, "[anon]": 1, "[unknown]": 2,
+        }  # fmt: skip
 
 
 def test_symtab_names_of_equals_name() -> None:
