@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""bpfprof stat side by side with perf stat, in one run, as ratios (median of N, alternating).
+"""bpfprof stat side by side with perf stat, in one run, as ratios (each tool's run between two baseline
+runs, median of N rounds).
 
 Measures: the slowdown of a context-switch-heavy workload (two processes ping-ponging a byte over
 two pipes, both on CPU 0) while `bpfprof stat --by pid -a` counts, against the slowdown under plain
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,9 +73,11 @@ def under_perf_per_task(work: Path, rounds: int) -> float:
     return float(out.read_text().split(" seconds time elapsed")[0].split()[-1])
 
 
-def overhead(work: Path, rounds: int) -> dict[str, float]:
+def overhead(work: Path, rounds: int) -> dict[str, tuple[float, float]]:
+    """Per counting tool: the workload's time under it, and its slowdown against the mean of two
+    baseline runs right before and right after it (a shared machine drifts by tens of percent over
+    minutes; adjacent runs drift far less). The baseline's entry is (its time, 0)."""
     cmds: dict[str, list[str] | None] = {
-        "baseline": None,
         "bpfprof stat --by pid -a": [
             *BPFPROF,
             "stat",
@@ -89,10 +93,21 @@ def overhead(work: Path, rounds: int) -> dict[str, float]:
     }
     if PERF:
         cmds["perf stat -a"] = [PERF, "stat", "-e", EVENTS, "-a", "-o", str(TMP / "q")]
-    times = {name: under(cmd, work, rounds) for name, cmd in cmds.items()}
+    out: dict[str, tuple[float, float]] = {}
+    baselines: list[float] = []
+
+    def paired(name: str, measure: Callable[[], float]) -> None:
+        before = pingpong_s(work, rounds)
+        t = measure()
+        after = pingpong_s(work, rounds)
+        baselines.extend((before, after))
+        out[name] = (t, t / ((before + after) / 2) - 1)
+
+    for name, cmd in cmds.items():
+        paired(name, lambda cmd=cmd: under(cmd, work, rounds))
     if PERF:
-        times["perf stat -- CMD (per-task counters)"] = under_perf_per_task(work, rounds)
-    return times
+        paired("perf stat -- CMD (per-task counters)", lambda: under_perf_per_task(work, rounds))
+    return {"baseline": (statistics.median(baselines), 0.0), **out}
 
 
 def start_latency(stamp: Path) -> dict[str, float]:
@@ -144,6 +159,17 @@ def median_of(n: int, fn, *args) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
+def medians_of_pairs(n: int, work: Path, rounds: int) -> dict[str, tuple[float, float, float, float]]:
+    """Per tool over ``n`` rounds of ``overhead``: median time, and the median, lowest and highest
+    slowdown against the adjacent baselines."""
+    runs = [overhead(work, rounds) for _ in range(n)]
+    out = {}
+    for k in runs[0]:
+        slows = [r[k][1] for r in runs]
+        out[k] = (statistics.median(r[k][0] for r in runs), statistics.median(slows), min(slows), max(slows))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=5)
@@ -164,16 +190,20 @@ def main() -> int:
         "",
         f"## Slowdown of a ping-pong workload ({args.rounds} round trips between two processes)",
         "",
-        "| counting | workload s | slowdown | ratio to perf stat -a's slowdown |",
-        "|---|---|---|---|",
+        "Each tool's run sits between two baseline runs; its slowdown is against their mean (median of",
+        "the runs, with the lowest and highest).",
+        "",
+        "| counting | workload s | slowdown | range | ratio to perf stat -a's slowdown |",
+        "|---|---|---|---|---|",
     ]
-    times = median_of(args.runs, overhead, work, args.rounds)
-    base = times["baseline"]
-    perf_slow = times.get("perf stat -a", base) / base - 1
-    for name, t in times.items():
-        slow = t / base - 1
-        ratio = f"{slow / perf_slow:.2f}" if PERF and name != "baseline" and perf_slow > 0 else ""
-        lines.append(f"| {name} | {t:.3f} | {100 * slow:+.1f}% | {ratio} |")
+    times = medians_of_pairs(args.runs, work, args.rounds)
+    base = times["baseline"][0]
+    perf_slow = times["perf stat -a"][1] if "perf stat -a" in times else 0.0
+    for name, (t, slow, lo, hi) in times.items():
+        ratio = f"{slow / perf_slow:.2f}" if name != "baseline" and perf_slow > 0 else ""
+        spread = f"{100 * lo:+.1f}% .. {100 * hi:+.1f}%" if name != "baseline" else ""
+        shown = f"{100 * slow:+.1f}%" if name != "baseline" else ""
+        lines.append(f"| {name} | {t:.3f} | {shown} | {spread} | {ratio} |")
     cost = switch_cost(work, args.rounds)
     per_switch_s = base / (2 * args.rounds)
     lines += [
