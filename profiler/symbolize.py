@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from exporters.model import Profile, ProfileMeta, Sample
 from profiler.procinfo import kernel_build_id, read_process
 from profiler.raw import RawProfile, StackStatus
-from unwind.frame import MISSED_KERNEL, MISSED_USER, TRUNCATED, UNWIND_FAILED, Frame
+from unwind.frame import MISSED_KERNEL, MISSED_USER, MODULE_OF, TRUNCATED, UNWIND_FAILED, Frame
 from unwind.gcpause import paused as gc_paused
 from unwind.maps import EarlyCapture, capture_early
 
@@ -192,11 +192,11 @@ def _symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMet
                 return symbolizer.symbolize_user_addrs(pid, addrs, gen)
 
             user_frames[(pid, gen)], found = _frames_of_stacks(stacks, lookup)
-            users.update(map(_MODULE_OF, found))
+            users.update(map(MODULE_OF, found))
     if loading is not None:
         loading.join()
     kernel_frames, found = _frames_of_stacks(kernel_stacks, symbolizer.symbolize_kernel_addrs)
-    kernels = set(map(_MODULE_OF, found))
+    kernels = set(map(MODULE_OF, found))
     for stack, (samples, period) in raw.stacks.items():
         user: tuple[Frame, ...] = ()
         if stack.user_status in _PARTIAL:
@@ -211,9 +211,6 @@ def _symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMet
         profile.add(Sample(stack.pid, stack.tid, stack.comm, user + kernel), samples, period)
     meta.build_ids.update(build_ids(symbolizer, users, kernels))
     return profile
-
-
-_MODULE_OF = operator.attrgetter("module")
 
 
 def _load_kernel_meanwhile(symbolizer: Symbolizer) -> threading.Thread | None:

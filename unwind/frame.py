@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from enum import Enum
 from typing import NamedTuple
@@ -76,6 +77,12 @@ class Frame(NamedTuple):
             return "[kernel]"
         return "[unknown]"
 
+
+# A Frame's fields by position, for bulk code (``map(MODULE_OF, frames)``): itemgetter reads a field of
+# a tuple faster than attrgetter does.
+NAME_OF = operator.itemgetter(Frame._fields.index("name"))
+MODULE_OF = operator.itemgetter(Frame._fields.index("module"))
+UNKNOWN_OF = operator.itemgetter(Frame._fields.index("unknown"))
 
 MISSED_USER = Frame("[Missed User Stack]", kind=FrameKind.MARKER)
 MISSED_KERNEL = Frame("[Missed Kernel Stack]", kind=FrameKind.MARKER)

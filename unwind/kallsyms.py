@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import collections
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from unwind.symtab import decode_ranges
+from unwind.symtab import decode_ranges, scatter
 
 # Function symbols: text (t/T) and weak (w/W). Everything else is kept only as a boundary, so an
 # address in data or past the end of a text region does not resolve to the function before it.
@@ -54,10 +53,8 @@ class LazyNames(Sequence[str | None]):
         named = np.flatnonzero(starts >= 0)
         if len(named) == len(idx):
             return decode_ranges(self._blob, starts.tolist(), self._ends[idx].tolist())
-        out: list[str | None] = [None] * len(idx)
         found = decode_ranges(self._blob, starts[named].tolist(), self._ends[idx[named]].tolist())
-        collections.deque(map(out.__setitem__, named.tolist(), found), maxlen=0)
-        return out
+        return scatter([None] * len(idx), named.tolist(), found)
 
 
 def names_at(names: Sequence[str | None], indices: list[int]) -> list[str | None]:
@@ -68,9 +65,7 @@ def names_at(names: Sequence[str | None], indices: list[int]) -> list[str | None
     at = np.flatnonzero(idx >= 0)
     if len(at) == len(idx):
         return names.get_many(idx)
-    out: list[str | None] = [None] * len(idx)
-    collections.deque(map(out.__setitem__, at.tolist(), names.get_many(idx[at])), maxlen=0)
-    return out
+    return scatter([None] * len(idx), at.tolist(), names.get_many(idx[at]))
 
 
 @dataclass(frozen=True, slots=True, eq=False)

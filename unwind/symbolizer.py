@@ -7,7 +7,6 @@ before symbolization. Failures come back as frames with a ``Reason``, never as e
 from __future__ import annotations
 
 import bisect
-import collections
 import itertools
 import mmap
 import operator
@@ -34,13 +33,13 @@ from unwind.debuginfo import (
 from unwind.demangle import MANGLED_PREFIXES, Demangler
 from unwind.dwarf import DwarfInfo, SourceFrame
 from unwind.elf import ElfError, ElfFile, Segment
-from unwind.frame import Frame, FrameKind, Reason
+from unwind.frame import MODULE_OF, NAME_OF, UNKNOWN_OF, Frame, FrameKind, Reason
 from unwind.gcpause import paused as gc_paused
 from unwind.kallsyms import KernelSymbols, names_at
 from unwind.maps import READ_FLAGS, VDSO, EarlyCapture, Mapping, load_maps, map_files_path, read_vdso
 from unwind.perfmap import PerfMap, open_perf_map, parse_perf_map, read_perf_map
 from unwind.symcache import DemangledNames, SymbolCache, load_kernel_symbols, stale_kernel_results
-from unwind.symtab import SymbolTable
+from unwind.symtab import SymbolTable, scatter
 
 JIT_MODULE = "[jit]"  # the module of frames named from a perf map
 # A process's maps are re-read (to find mappings made after capture) at most this often, in seconds.
@@ -50,10 +49,6 @@ _U64_MASK = 2**64 - 1
 _FILE_ERRORS = (ElfError, OSError, ValueError)
 # Frames that DWARF may add lines to: named ones, and unnamed ones in a readable ELF (DWARF may name them).
 _LINE_REASONS = (None, Reason.NO_SYMBOL)
-# A Frame's fields by position (it is a tuple): itemgetter reads one faster than attrgetter does
-_UNKNOWN_OF = operator.itemgetter(Frame._fields.index("unknown"))
-_NAME_OF = operator.itemgetter(Frame._fields.index("name"))
-_MODULE_OF = operator.itemgetter(Frame._fields.index("module"))
 
 
 @dataclass(eq=False, slots=True)
@@ -565,7 +560,7 @@ class Symbolizer:
         got: list[Frame | None] = list(map(cache.get, offs)) if cache else [None] * len(offs)
         todo = [j for j, f in enumerate(got) if f is None] if cache else list(range(len(offs)))
         if len(todo) < len(got):
-            collections.deque(map(frames.__setitem__, positions, got), maxlen=0)  # todo's are set below
+            scatter(frames, positions, got)  # todo's are set below
         if not todo:
             return
         if len(todo) < len(got):
@@ -585,7 +580,7 @@ class Symbolizer:
             cache.update(zip(unique, new, strict=True))
         if len(unique) < len(offs):
             new = list(map(cache.__getitem__, offs))
-        collections.deque(map(frames.__setitem__, positions, new), maxlen=0)
+        scatter(frames, positions, new)
 
     def _names_at(self, module: _Module, offs: np.ndarray) -> tuple[list[str | None], list[Reason | None]]:
         """The (demangled) function name at each file offset of a loaded module (None where none is),
@@ -834,13 +829,13 @@ class Symbolizer:
             with gc_paused(len(todo) >= self.bulk_min):
                 by_symbol = self._kernel_symbol_frames(ksyms, uniq.tolist())
             if self._kallsyms_cached and stale_kernel_results(
-                map(_NAME_OF, by_symbol), map(_MODULE_OF, by_symbol)
+                map(NAME_OF, by_symbol), map(MODULE_OF, by_symbol)
             ):
                 ksyms = self._kernel_symbols(live=True)  # once: a BPF program may be newer than the cache
                 uniq, inverse = np.unique(ksyms.lookup_indices(q), return_inverse=True)
                 by_symbol = self._kernel_symbol_frames(ksyms, uniq.tolist())
             made = list(map(by_symbol.__getitem__, inverse.tolist()))
-            collections.deque(map(frames.__setitem__, todo, made), maxlen=0)
+            scatter(frames, todo, made)
             known.update(zip(map(addrs.__getitem__, todo), made, strict=True))
         return self._count(frames)  # type: ignore[arg-type]  # every slot is filled above
 
@@ -993,9 +988,9 @@ class Symbolizer:
         """Count the unresolved frames returned, by ``_summary_key``: by module in C (Counter over a
         map), and only the few without a module one by one."""
         # compress() keeps the frames with a Reason (a truthy Enum member): a C loop over the list
-        unknown = list(itertools.compress(frames, map(_UNKNOWN_OF, frames)))
+        unknown = list(itertools.compress(frames, map(UNKNOWN_OF, frames)))
         if unknown:
-            by_module = Counter(map(_MODULE_OF, unknown))
+            by_module = Counter(map(MODULE_OF, unknown))
             moduleless = by_module.pop(None, 0) + by_module.pop("", 0)  # type: ignore[call-overload]
             self._unknown.update(by_module)
             if moduleless:

@@ -29,7 +29,6 @@ that 40k addresses hit, against ~2 ms), so each name is demangled once, at its f
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import logging
@@ -43,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from unwind.kallsyms import KernelSymbols, LazyNames, load_kallsyms
-from unwind.symtab import StringSource, SymbolArrays, SymbolTable, decode_ranges
+from unwind.symtab import StringSource, SymbolArrays, SymbolTable, decode_ranges, scatter
 
 FORMAT = 1
 MAGIC = b"BPFPSYM\0"
@@ -320,9 +319,7 @@ class DemangledNames:
         hit = np.flatnonzero(self._indices[safe] == q)
         base = np.uint64(self._blob_at)
         starts, ends = (self._starts[safe[hit]] + base).tolist(), (self._ends[safe[hit]] + base).tolist()
-        found = decode_ranges(self._mm, starts, ends, "surrogateescape")
-        collections.deque(map(out.__setitem__, hit.tolist(), found), maxlen=0)
-        return out
+        return scatter(out, hit.tolist(), decode_ranges(self._mm, starts, ends, "surrogateescape"))
 
     def add(self, index: int, name: str) -> None:
         """Keep ``name`` as the demangled name of symbol ``index`` (written by ``save``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 import mmap
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,13 +36,19 @@ class StringSource:
         return self.buf[pos : self.end if nul < 0 else nul].decode("utf-8", "replace")
 
 
+def scatter(out: list, positions: list[int], values: Iterable[object]) -> list:
+    """``out[p] = v`` for each position and value, in a C loop; returns ``out``."""
+    collections.deque(map(out.__setitem__, positions, values), maxlen=0)
+    return out
+
+
 def decode_strings(buf: bytes | mmap.mmap, starts: list[int], end: int) -> list[str]:
     """The NUL-terminated string at each offset of ``buf`` (each ``< end``; one without a NUL before
     ``end`` stops there), decoded as UTF-8 with replacement.
 
     Every step is a ``map`` of a C method, no Python per string: finding the NULs, slicing, decoding.
-    About 3x faster than a loop that does the same per string, and names are decoded by the ten
-    thousand in a big profile.
+    About 2x faster than a loop that does the same per string (20 against 40 ms for 30k libLLVM
+    names), and names are decoded by the ten thousand in a big profile.
     """
     ends = list(map(buf.find, itertools.repeat(b"\0"), starts, itertools.repeat(end)))
     if -1 in ends:
@@ -190,15 +197,14 @@ class SymbolTable:
         good = idx[at]
         srcs = self.name_srcs[good] if len(self._strings) > 1 else None
         for k, src in enumerate(self._strings):
-            mine = at if srcs is None else at[srcs == k]
+            mine, offs = (at, good) if srcs is None else (at[srcs == k], good[srcs == k])
             if not len(mine):
                 continue
-            starts = self.name_offs[good if srcs is None else good[srcs == k]] + np.uint64(src.start)
+            starts = self.name_offs[offs] + np.uint64(src.start)
             inside = starts < np.uint64(src.end)  # an offset past its table names nothing
             if not inside.all():
                 mine, starts = mine[inside], starts[inside]
-            names = decode_strings(src.buf, starts.tolist(), src.end)
-            collections.deque(map(out.__setitem__, mine.tolist(), names), maxlen=0)
+            scatter(out, mine.tolist(), decode_strings(src.buf, starts.tolist(), src.end))
         return out
 
     def lookup(self, elf_vaddrs: np.ndarray) -> list[str | None]:
