@@ -91,8 +91,16 @@ def test_short_lived_commands_back_to_back(cpu_split: Path, tmp_path: Path) -> N
     ours = {s: c for s, c in read_folded(out).items() if s[0] == cpu_split.name[:15]}
     total = sum(ours.values())
     assert total > 1000, r.stderr  # ~2 s at 999 Hz
+    # Stacks the kernel did not give (stack-map bucket collisions: every spin-loop sample is a new
+    # stack, up to ~4% of a run at the default size; or no walkable stack) are a reported loss, not a
+    # symbolization failure: they are left out, and must be no more than the summary says was lost.
+    missed = sum(c for s, c in ours.items() if "[Missed User Stack]" in s)
+    reported = sum(
+        int(n) for n in re.findall(r"(\d+) user stacks (?:lost to stack-map collisions|missing)", r.stderr)
+    )
+    assert missed <= reported, r.stderr
     named = sum(c for s, c in ours.items() if any(f in s for f in ("func_a", "func_b", "func_c", "main")))
-    assert named / total > 0.97, (sorted(ours.items(), key=lambda kv: -kv[1])[:5], r.stderr)
+    assert named / (total - missed) > 0.97, (sorted(ours.items(), key=lambda kv: -kv[1])[:5], r.stderr)
 
 
 def test_lines_give_py_spy_style_frames(cpu_split: Path, tmp_path: Path) -> None:
