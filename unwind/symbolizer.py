@@ -39,7 +39,7 @@ from unwind.kallsyms import KernelSymbols, names_at
 from unwind.maps import READ_FLAGS, VDSO, EarlyCapture, Mapping, load_maps, map_files_path, read_vdso
 from unwind.perfmap import PerfMap, open_perf_map, parse_perf_map, read_perf_map
 from unwind.symcache import DemangledNames, SymbolCache, load_kernel_symbols, stale_kernel_results
-from unwind.symtab import SymbolTable, scatter
+from unwind.symtab import SymbolTable, scatter, unique_inverse
 
 JIT_MODULE = "[jit]"  # the module of frames named from a perf map
 # A process's maps are re-read (to find mappings made after capture) at most this often, in seconds.
@@ -582,38 +582,71 @@ class Symbolizer:
             new = list(map(cache.__getitem__, offs))
         scatter(frames, positions, new)
 
-    def _names_at(self, module: _Module, offs: np.ndarray) -> tuple[list[str | None], list[Reason | None]]:
+    def _names_at(
+        self, module: _Module, offs: np.ndarray
+    ) -> tuple[Iterable[str | None], Iterable[Reason | None]]:
         """The (demangled) function name at each file offset of a loaded module (None where none is),
-        and the reason of each unnamed one."""
+        and the reason of each unnamed one, as iterables (consumed once, by ``_make_frames``).
+
+        They are looked up in ascending order (sorted here when a batch is big): searches of sorted keys
+        stay in cache (5x faster for 40k keys in libLLVM's 145k symbols), and their symbol indices are
+        made unique without a second sort. The frames are still made in the order given: the frames of
+        a batch are read in that order again, and objects made in the order they are read stay in cache.
+        """
         assert module.elf is not None
         assert module.table is not None
+        order = np.argsort(offs) if len(offs) >= self.bulk_min else None
+        if order is not None:
+            offs = offs[order]
         vaddrs, found = module.elf.file_offsets_to_vaddrs(offs)
         idx = module.table.lookup_indices(vaddrs)
         idx[~found] = -1
-        uniq, inverse = np.unique(idx, return_inverse=True)
+        uniq, inverse = unique_inverse(idx)
+        if order is not None:
+            inverse[order] = inverse.copy()
         named = module.names
         keys = uniq.tolist()
         new = list(itertools.filterfalse(named.__contains__, keys)) if named else keys
-        if new:  # the one place user (ELF) names are produced
-            found = module.table.names_of(new)
-            named.update(zip(new, found, strict=True))
-            demangle = self._demangler
-            if demangle is not None:
-                kept = module.demangled
-                before = kept.get(new) if kept is not None else itertools.repeat(None)
-                for i, name, known in zip(new, found, before, strict=False):
-                    if known is not None:
-                        named[i] = known
-                    elif name and (name.startswith(MANGLED_PREFIXES) or "@" in name):  # else it is kept as is
-                        named[i] = out = demangle(name)
-                        if kept is not None and out != name:
-                            kept.add(i, out)
+        if new:
+            self._name_symbols(module, new)
         names = list(map(named.__getitem__, keys))
         reasons: list[Reason | None] = [None] * len(names)
         for k in itertools.compress(range(len(names)), map(operator.not_, names)):
             reasons[k] = Reason.NO_SYMBOL
         at = inverse.tolist()
-        return list(map(names.__getitem__, at)), list(map(reasons.__getitem__, at))
+        return map(names.__getitem__, at), map(reasons.__getitem__, at)
+
+    def _name_symbols(self, module: _Module, indices: list[int]) -> None:
+        """Put the (demangled) name of each symbol index (-1: None) in ``module.names``: the one place user
+        (ELF) names are produced. Names demangled in an earlier run come from the disk cache, and only
+        the others are read from the string table (a cached C++ library's mangled names are not decoded
+        at all); only names that demangling can change go through the demangler."""
+        assert module.table is not None
+        named = module.names
+        demangle = self._demangler
+        kept = module.demangled if demangle is not None else None
+        rest = indices
+        if kept is not None:
+            real = indices[1:] if indices[0] < 0 else indices  # -1 (no symbol) is first when present
+            before = kept.get(real)
+            missing = list(map(operator.is_, before, itertools.repeat(None)))
+            if not all(missing):
+                hit = list(map(operator.not_, missing))
+                named.update(zip(itertools.compress(real, hit), itertools.compress(before, hit), strict=True))
+                rest = list(itertools.compress(real, missing))
+                if real is not indices:
+                    rest.insert(0, indices[0])
+        if not rest:
+            return
+        found = module.table.names_of(rest)
+        named.update(zip(rest, found, strict=True))
+        if demangle is None:
+            return
+        for i, name in zip(rest, found, strict=True):
+            if name and (name.startswith(MANGLED_PREFIXES) or "@" in name):  # else it is kept as is
+                named[i] = out = demangle(name)
+                if kept is not None and out != name:
+                    kept.add(i, out)
 
     def _jit_frame(self, proc: _Process, addr: int) -> Frame | None:
         """A frame named from the process's JIT perf map, or None (no map, or not covered)."""
@@ -825,14 +858,14 @@ class Symbolizer:
         if todo:
             q = np.fromiter(map(addrs.__getitem__, todo), np.uint64, len(todo))
             ksyms = self._kernel_symbols()
-            uniq, inverse = np.unique(ksyms.lookup_indices(q), return_inverse=True)
+            uniq, inverse = _kernel_indices(ksyms, q)
             with gc_paused(len(todo) >= self.bulk_min):
                 by_symbol = self._kernel_symbol_frames(ksyms, uniq.tolist())
             if self._kallsyms_cached and stale_kernel_results(
                 map(NAME_OF, by_symbol), map(MODULE_OF, by_symbol)
             ):
                 ksyms = self._kernel_symbols(live=True)  # once: a BPF program may be newer than the cache
-                uniq, inverse = np.unique(ksyms.lookup_indices(q), return_inverse=True)
+                uniq, inverse = _kernel_indices(ksyms, q)
                 by_symbol = self._kernel_symbol_frames(ksyms, uniq.tolist())
             made = list(map(by_symbol.__getitem__, inverse.tolist()))
             scatter(frames, todo, made)
@@ -844,18 +877,21 @@ class Symbolizer:
         if self._kernel_by_index[0] is not ksyms:  # (re)loaded: indices name other symbols now
             self._kernel_by_index = (ksyms, {})
         by_index = self._kernel_by_index[1]
-        new = [i for i in indices if i not in by_index]
+        new = list(itertools.filterfalse(by_index.__contains__, indices)) if by_index else indices
         if new:
             names = names_at(ksyms.names, new)
-            named = [i if name else -1 for i, name in zip(new, names, strict=True)]
+            every = all(names)  # all named: no per-symbol loops below
+            named = new if every else [i if name else -1 for i, name in zip(new, names, strict=True)]
             if ksyms.restricted:
                 reasons: list[Reason | None] = [Reason.KALLSYMS_RESTRICTED] * len(new)
+            elif every:
+                reasons = [None] * len(new)
             else:
                 reasons = [None if name else Reason.NO_KERNEL_SYMBOL for name in names]
             modules = names_at(ksyms.modules, named)
             made = _make_frames(len(new), names, modules, FrameKind.KERNEL, reasons, _NONES)
             by_index.update(zip(new, made, strict=True))
-        return [by_index[i] for i in indices]
+        return list(map(by_index.__getitem__, indices))
 
     def preload_kernel(self) -> None:
         """Load kernel symbols now (e.g. from a thread while recording) rather than at first lookup."""
@@ -1062,6 +1098,17 @@ _FALSES = itertools.repeat(False)
 
 
 _MINUS_ONE = (-1).__add__
+
+
+def _kernel_indices(ksyms: KernelSymbols, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct kallsyms indices of kernel addresses ``q`` (-1: none) and, per address, which one
+    (``np.unique`` of ``ksyms.lookup_indices(q)`` with its inverse). Looked up in address order: a
+    search of sorted keys stays in cache, and sorted indices are made unique without a second sort."""
+    order = np.argsort(q)
+    uniq, inverse_sorted = unique_inverse(ksyms.lookup_indices(q[order]))
+    inverse = np.empty_like(inverse_sorted)
+    inverse[order] = inverse_sorted
+    return uniq, inverse
 
 
 def _lookup_addrs(ips: Sequence[int]) -> list[int]:

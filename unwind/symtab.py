@@ -42,6 +42,20 @@ def scatter(out: list, positions: list[int], values: Iterable[object]) -> list:
     return out
 
 
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``; without a sort (O(n)) when ``values`` is sorted already,
+    as lookups in address order give (symbol indices of ascending addresses)."""
+    n = len(values)
+    if n < 2 or not bool(np.all(values[1:] >= values[:-1])):
+        return np.unique(values, return_inverse=True)
+    first = np.empty(n, bool)
+    first[0] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    inverse = np.cumsum(first, dtype=np.intp)
+    inverse -= 1
+    return values[first], inverse
+
+
 def decode_strings(buf: bytes | mmap.mmap, starts: list[int], end: int) -> list[str]:
     """The NUL-terminated string at each offset of ``buf`` (each ``< end``; one without a NUL before
     ``end`` stops there), decoded as UTF-8 with replacement.

@@ -23,11 +23,13 @@ from hypothesis import strategies as st
 
 import unwind.demangle as dm
 from tests.unit.conftest import nm_addr, run
-from tests.unit.symbolize_helpers import names_of
+from tests.unit.symbolize_helpers import BASE, fake_process, names_of
 from unwind.demangle import MAX_NAME, MAX_OUTPUT, Demangler, demangle
+from unwind.frame import Frame
 from unwind.maps import load_maps
 from unwind.symbolizer import Symbolizer
 from unwind.symcache import SymbolCache
+from unwind.symtab import SymbolTable
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "tests" / "fixtures" / "src"
@@ -680,3 +682,58 @@ def test_symbolizer_demangles_user_names_unless_disabled(
 def _nm_by_address(path: Path, *options: str) -> dict[int, str]:
     lines = (line.split(maxsplit=2) for line in run("nm", "--defined-only", *options, path).splitlines())
     return {int(p[0], 16): p[2] for p in lines if len(p) == 3}
+
+
+def test_a_second_run_takes_demangled_names_from_the_cache_without_decoding_mangled_ones(
+    cxx_prog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch of every text symbol of the C++ program (the bulk path), twice, each with a new
+    Symbolizer over one disk cache: the second run gives the same frames, reads none of the names the
+    first run demangled from the string table (only names demangling leaves alone) and demangles none."""
+    funcs = [
+        int(parts[0], 16)
+        for parts in (line.split() for line in run("nm", "--defined-only", cxx_prog).splitlines())
+        if len(parts) == 3 and parts[1] in "TtWw"
+    ]
+    assert len(funcs) > 100
+    proc, pid = fake_process(cxx_prog, tmp_path)
+    cache = SymbolCache(str(tmp_path / "cache"))
+    decoded: list[str | None] = []
+    real_names_of = SymbolTable.names_of
+
+    def names_of_recorded(table: SymbolTable, indices: list[int]) -> list[str | None]:
+        found = real_names_of(table, indices)
+        decoded.extend(found)
+        return found
+
+    monkeypatch.setattr(SymbolTable, "names_of", names_of_recorded)
+    demangled = count_demangler_calls(monkeypatch)
+
+    def one_run() -> list[Frame]:
+        with Symbolizer(proc=proc, cache=cache, debuginfod=False) as sym:
+            return sym.symbolize_user_addrs(pid, [BASE + v for v in funcs])
+
+    first = one_run()
+    assert sum(1 for name in decoded if name and name.startswith("_Z")) > 100  # mangled names were read
+    assert "geo::Circle::area() const" in {f.name for f in first}
+    assert len(demangled) > 100
+    decoded.clear()
+    demangled.clear()
+    second = one_run()
+    assert second == first
+    assert [f.name for f in second] == [f.name for f in first]
+    assert not any(name and name.startswith("_Z") for name in decoded)  # only names kept as they are
+    assert demangled == []
+
+
+def count_demangler_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the names given to any Demangler while still demangling them."""
+    calls: list[str] = []
+    real_call = Demangler.__call__
+
+    def counting(self: Demangler, name: str) -> str:
+        calls.append(name)
+        return real_call(self, name)
+
+    monkeypatch.setattr(Demangler, "__call__", counting)
+    return calls

@@ -1,8 +1,10 @@
-"""unwind.gcpause: the collector is off inside, back on after, and frozen only when asked."""
+"""unwind.gcpause: the collector is off inside, back on after, frozen only when asked, else what was made
+is promoted (no young collection) without leaking cyclic garbage."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -53,3 +55,43 @@ def test_without_freeze_nothing_is_frozen() -> None:
         made = [(i, str(i)) for i in range(10_000)]
     assert gc.get_freeze_count() == frozen
     assert len(made) == 10_000
+
+
+class _Node:
+    """A tracked object that can be put in a cycle."""
+
+    other: object = None
+
+
+def test_a_pause_promotes_what_it_made_instead_of_collecting_it() -> None:
+    before = gc.get_stats()[0]["collections"]
+    with paused():
+        made = [(i, str(i)) for i in range(10_000)]
+    assert gc.get_count()[0] < 100  # no young collection pending for them
+    _ = [[] for _ in range(2_000)]  # allocations past the young threshold: at most a small collection
+    assert gc.get_stats()[0]["collections"] - before <= 3
+    assert gc.get_freeze_count() == 0  # promoted, not frozen
+    assert gc.is_tracked(made[0])
+    assert len(made) == 10_000
+
+
+def test_promoted_cyclic_garbage_is_freed_by_a_full_collection() -> None:
+    with paused():
+        node = _Node()
+        node.other = node  # a cycle, young when the pause ends
+        alive = weakref.ref(node)
+        del node
+    gc.collect(0)
+    gc.collect(1)
+    assert alive() is not None  # promoted past the young generations
+    gc.collect()
+    assert alive() is None  # not leaked
+
+
+def test_a_pause_leaves_frozen_objects_frozen() -> None:
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    with paused():
+        made = [(i, str(i)) for i in range(1_000)]
+    assert gc.get_freeze_count() == frozen  # nothing unfrozen (nor the batch frozen)
+    assert len(made) == 1_000

@@ -28,6 +28,7 @@ from unwind.frame import Frame, FrameKind, Reason
 from unwind.kallsyms import LazyNames, load_kallsyms, parse_kallsyms
 from unwind.maps import Mapping, load_maps
 from unwind.symbolizer import Symbolizer
+from unwind.symtab import unique_inverse
 
 ROOT = Path(__file__).resolve().parents[2]
 KALLSYMS = ROOT / "tests" / "fixtures" / "kallsyms"
@@ -370,3 +371,17 @@ def test_symbolize_profile_calls_once_per_process_and_matches_per_stack(
         finally:
             gc.unfreeze()
     assert final.samples == profile.samples
+
+
+@pytest.mark.parametrize("sort", [True, False])
+def test_unique_inverse_equals_numpy_unique(sort: bool) -> None:
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 2, 7, 1000):
+        values = rng.integers(-1, 50, n, dtype=np.int64)
+        if sort:
+            values.sort()
+        uniq, inverse = unique_inverse(values)
+        want, want_inverse = np.unique(values, return_inverse=True)
+        assert uniq.tolist() == want.tolist()
+        assert inverse.tolist() == want_inverse.tolist()
+        assert (uniq[inverse] == values).all()
