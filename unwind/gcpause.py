@@ -9,8 +9,10 @@ frames here). Instead, what the batch made is promoted to the oldest generation 
 and full collections are rare (CPython runs one when the objects that survived younger collections
 since the last one reach a quarter of the oldest generation; promoted objects do not count toward it).
 Nothing leaks: cyclic garbage that was young at that moment is freed by the next full collection, as it
-would have been had it survived a young one. Promotion is skipped when something is frozen already
-(``gc.unfreeze`` would give it back to the collector too): the batch then pays its young collection.
+would have been had it survived a young one. Only a big batch is promoted (``PROMOTE_MIN`` young
+objects or more: a small one costs its young collection little, and then lets the collector free what
+is young as usual), and only while nothing is frozen (``gc.unfreeze`` would give that back to the
+collector too).
 
 Frozen (``freeze=True``), the batch's objects move where the collector never looks again. Freezing is
 for objects that live until the process exits, made once per run (``bpfprof record``'s and ``report``'s
@@ -24,13 +26,17 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
+# Young objects (gc.get_count()[0]) from which a pause ends by promoting them rather than collecting.
+PROMOTE_MIN = 10_000
+
 
 @contextlib.contextmanager
 def paused(pause: bool = True, freeze: bool = False) -> Iterator[None]:
     """The collector off inside (when ``pause``; a no-op when it is off already, e.g. in an outer pause).
 
     When the block ends, what is tracked is frozen (``freeze``), else promoted to the oldest generation
-    if nothing is frozen (see the module's docstring), before the collector is back on."""
+    when the young ones are many and nothing is frozen (see the module's docstring), before the
+    collector is back on."""
     if not pause or not gc.isenabled():
         yield
         return
@@ -40,7 +46,7 @@ def paused(pause: bool = True, freeze: bool = False) -> Iterator[None]:
     finally:
         if freeze:
             gc.freeze()  # also zeroes the young generation's count: no collection starts at enable()
-        elif gc.get_freeze_count() == 0:
+        elif gc.get_count()[0] >= PROMOTE_MIN and gc.get_freeze_count() == 0:
             promote()
         gc.enable()
 

@@ -343,7 +343,8 @@ class DemangledNames:
         ends = np.concatenate([self._ends, new_ends])
         indices, first = np.unique(indices, return_index=True)  # (an index is kept once: the old one)
         arrays = [_u64(indices), _u64(starts[first]), _u64(ends[first])]
-        self._cache._write(self._name, _KIND_DEMANGLED, len(indices), self._crc, arrays, [old_blob, *raw])
+        blob = [old_blob, b"".join(raw)]  # two writes, not one per name (14k for a cold libLLVM)
+        self._cache._write(self._name, _KIND_DEMANGLED, len(indices), self._crc, arrays, blob)
         self._new.clear()
         self._loaded = False  # read again (the new entry) at the next get
         self._mm = None
