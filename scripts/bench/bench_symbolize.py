@@ -12,7 +12,10 @@
    the Profile built, names demangled: what users get), and the raw calls alone: one
    ``symbolize_user``/``symbolize_kernel`` call per stack, or per kind of address. Only symbolizing is
    timed (the inputs are made before, the frames counted after). Cold runs include closing the
-   Symbolizer, which writes what it learnt (tables, demangled names) to the disk cache.
+   Symbolizer, which writes what it learnt (tables, demangled names) to the disk cache. Between timed
+   runs, untimed, the final profile's freeze is undone and garbage collected (``settle``): each run
+   starts as in a new process (before 2026-12-07 the runs of later rows inherited what earlier
+   ones had frozen, which made them pay young collections a single process does not).
    Targets from the issue: cold <= 0.3 s, from cache <= 75 ms, in memory <= 25 ms.
 
 ``--clock cpu`` times process CPU time rather than wall time: steadier on a shared, busy machine
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import glob
 import mmap
 import os
@@ -179,6 +183,15 @@ def work_for(user: list[list[int]], kernel: list[list[int]], profile: bool) -> W
     return raw_profile(user, kernel) if profile else (user, kernel)
 
 
+def settle() -> None:
+    """Between timed runs: undo the freeze of a final profile (``symbolize_profile(final=True)``) and
+    collect, so that each run starts as in a new process. A process makes one final profile; what a run
+    froze would otherwise change how the collector treats the next runs (a pause does not promote while
+    something is frozen, unwind/gcpause.py), and their garbage would be walked inside the next ones."""
+    gc.unfreeze()
+    gc.collect()
+
+
 def symbolize_all(sym: Symbolizer, work: Work) -> Profile | list[list[Frame]]:
     """Symbolize ``work``: a RawProfile through ``symbolize_profile`` (one call per process and one for
     the kernel, then the Profile of root-first Samples: what ``bpfprof record`` does), else one
@@ -283,6 +296,7 @@ def phases(
             with Symbolizer(cache=cache, debuginfod=False, **options) as sym:
                 made = symbolize_all(sym, work)
             cold.append(clock() - t)
+            settle()
             if named_share(made) < 0.5:  # (uniformly random addresses: ~84% fall in a symbol)
                 sys.exit(f"bench_symbolize: only {named_share(made):.0%} of the frames were named")
         for _ in range(runs):
@@ -290,12 +304,15 @@ def phases(
             with Symbolizer(cache=cache, debuginfod=False, **options) as sym:
                 symbolize_all(sym, work)
                 warm.append(clock() - t)
+                settle()
                 t = clock()
                 symbolize_all(sym, work)
                 memory.append(clock() - t)
+                settle()
                 t = clock()
                 symbolize_all(sym, work2)
                 fresh.append(clock() - t)
+                settle()
     return {
         "cold": statistics.median(cold),
         "from cache": statistics.median(warm),
