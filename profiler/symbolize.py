@@ -191,11 +191,11 @@ def _symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMet
             def lookup(addrs: list[int], pid: int = pid, gen: int = gen) -> list[Frame]:
                 return symbolizer.symbolize_user_addrs(pid, addrs, gen)
 
-            user_frames[(pid, gen)], found = _frames_of_stacks(stacks, lookup)
+            user_frames[(pid, gen)], found = frames_of_stacks(stacks, lookup)
             users.update(map(MODULE_OF, found))
     if loading is not None:
         loading.join()
-    kernel_frames, found = _frames_of_stacks(kernel_stacks, symbolizer.symbolize_kernel_addrs)
+    kernel_frames, found = frames_of_stacks(kernel_stacks, symbolizer.symbolize_kernel_addrs)
     kernels = set(map(MODULE_OF, found))
     for stack, (samples, period) in raw.stacks.items():
         user: tuple[Frame, ...] = ()
@@ -238,7 +238,7 @@ def _distinct_user_stacks(raw: RawProfile) -> dict[tuple[int, int], list[tuple[i
     return {image: list(stacks) for image, stacks in out.items()}
 
 
-def _frames_of_stacks(
+def frames_of_stacks(
     stacks: list[tuple[int, ...]], lookup: Callable[[list[int]], list[Frame]]
 ) -> tuple[dict[tuple[int, ...], tuple[Frame, ...]], list[Frame]]:
     """Root-first frames of each distinct leaf-first stack, from one ``lookup`` call (one frame per
@@ -283,7 +283,7 @@ def _gather(items: list[Frame], indices: list[int]) -> tuple[Frame, ...]:
 def _frames_of_stacks_slowly(
     stacks: list[tuple[int, ...]], lookup: Callable[[list[int]], list[Frame]]
 ) -> tuple[dict[tuple[int, ...], tuple[Frame, ...]], list[Frame]]:
-    """``_frames_of_stacks`` address by address, for addresses that do not fit in 64 bits."""
+    """``frames_of_stacks`` address by address, for addresses that do not fit in 64 bits."""
     lookups = {ips: [ip if pos == 0 else ip - 1 for pos, ip in enumerate(ips)] for ips in stacks}
     addrs = list(dict.fromkeys(a for looked_up in lookups.values() for a in looked_up))
     found = lookup(addrs)

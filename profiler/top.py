@@ -9,6 +9,7 @@ pipe. Nothing here touches the terminal or BPF.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -77,12 +78,16 @@ class FunctionKey:
     module: str
 
 
+# A module path's basename, once per path (function_key runs once per frame of every new stack).
+_basename = functools.lru_cache(maxsize=4096)(os.path.basename)
+
+
 def function_key(frame: Frame) -> FunctionKey:
     if frame.kind is FrameKind.KERNEL:
         return FunctionKey(frame.label(), f"[{frame.module}]" if frame.module else "[kernel]")
     if frame.kind is FrameKind.MARKER:
         return FunctionKey(frame.label(), "")
-    return FunctionKey(frame.label(), os.path.basename(frame.module) if frame.module else "")
+    return FunctionKey(frame.label(), _basename(frame.module) if frame.module else "")
 
 
 class StackNamer:
@@ -104,7 +109,9 @@ class StackNamer:
     def prefetch(
         self, records: Iterable[CountRecord], read_stacks: Callable[[set[int]], dict[int, tuple[int, ...]]]
     ) -> None:
-        """Read (``read_stacks``: the stack map) every stack id these records name that is not known yet."""
+        """Read (``read_stacks``: the stack map) every stack id these records name that is not known yet,
+        and name the stacks not named yet, in bulk."""
+        records = list(records)
         want = set()
         for r in records:
             for sid in (r.user_stack_id, r.kernel_stack_id):
@@ -114,6 +121,42 @@ class StackNamer:
             got = read_stacks(want)
             for sid in want:
                 self._ips[sid] = got.get(sid, ())  # (): evicted or never stored, shown as a lost stack
+        self._name_new(records)
+
+    def _name_new(self, records: list[CountRecord]) -> None:
+        """Name, in bulk, the stacks of these records that are not named yet: one symbolizer call per
+        process image over the distinct addresses of its new stacks, and one for the kernel's. Named
+        one call per stack, as ``name`` does for what is left, a refresh that brings thousands of new
+        stacks (a busy system, the first refreshes) took ~0.2 ms of per-call work for each."""
+        users: dict[tuple[int, int], dict[int, tuple[int, ...]]] = {}  # (pid, gen) -> stack id -> ips
+        kernels: dict[int, tuple[int, ...]] = {}
+        for r in records:
+            sid = r.user_stack_id
+            if sid >= 0 and (r.pid, r.exec_gen, sid) not in self._user and self._stack(sid):
+                users.setdefault((r.pid, r.exec_gen), {})[sid] = self._stack(sid)
+            sid = r.kernel_stack_id
+            if sid >= 0 and sid not in self._kernel and self._stack(sid):
+                kernels[sid] = self._stack(sid)
+        if not users and not kernels:
+            return
+        from profiler.symbolize import frames_of_stacks
+
+        symbolizer = self._symbolizer()
+        for (pid, gen), by_id in users.items():
+
+            def lookup(addrs: list[int], pid: int = pid, gen: int = gen) -> list[Frame]:
+                return symbolizer.symbolize_user_addrs(pid, addrs, gen)
+
+            frames, _ = frames_of_stacks(list(dict.fromkeys(by_id.values())), lookup)
+            for sid, ips in by_id.items():
+                if _cacheable(frames[ips]):  # else ``name`` asks again (see the class's docstring)
+                    self._user[(pid, gen, sid)] = tuple(map(function_key, frames[ips]))
+        if kernels:
+            frames, _ = frames_of_stacks(
+                list(dict.fromkeys(kernels.values())), symbolizer.symbolize_kernel_addrs
+            )
+            for sid, ips in kernels.items():
+                self._kernel[sid] = tuple(map(function_key, frames[ips]))
 
     def name(self, r: CountRecord) -> tuple[FunctionKey, ...]:
         """The record's stack as FunctionKeys, root first; its stack ids must have been prefetched."""
@@ -137,7 +180,7 @@ class StackNamer:
             return (function_key(MISSED_USER),)
         frames = self._symbolizer().symbolize_user(r.pid, ips, r.exec_gen)
         named = tuple(function_key(f) for f in reversed(frames))
-        if all(f.module is not None or f.name is not None for f in frames):
+        if _cacheable(frames):
             self._user[key] = named
         return named
 
@@ -157,6 +200,12 @@ class StackNamer:
         named = tuple(function_key(f) for f in reversed(frames))
         self._kernel[r.kernel_stack_id] = named
         return named
+
+
+def _cacheable(frames: Iterable[Frame]) -> bool:
+    """Whether a user stack's names can be kept: none of its frames is in no mapping (the process may
+    map that address later, and the symbolizer re-reads its maps)."""
+    return all(f.module is not None or f.name is not None for f in frames)
 
 
 # -- tallies -----------------------------------------------------------------------------------------

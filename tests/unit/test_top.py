@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from profiler.bpf.abi import EEXIST, EFAULT, STACK_SKIPPED
@@ -28,6 +29,7 @@ from profiler.top import (
 )
 from unwind.frame import MISSED_KERNEL, MISSED_USER, Frame, FrameKind, Reason
 from unwind.kallsyms import parse_kallsyms
+from unwind.maps import load_maps
 from unwind.symbolizer import Symbolizer
 
 KALLSYMS = Path(__file__).resolve().parents[1] / "fixtures" / "kallsyms" / "sample.txt"
@@ -169,6 +171,54 @@ def test_namer_gone_process_is_named_unknown(symbolizer: Symbolizer) -> None:
     r = rec(pid=2**22 + 7, user=1)  # above pid_max: never a process
     namer.prefetch([r], StackMap({1: (0x401000, 0x401234)}).read)
     assert namer.name(r) == (FunctionKey("[unknown]", ""), FunctionKey("[unknown]", ""))
+
+
+class CountingSymbolizer:
+    """A real Symbolizer whose calls are counted by method name."""
+
+    def __init__(self, sym: Symbolizer) -> None:
+        self.sym = sym
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> object:
+        self.calls[name] += 1
+        return getattr(self.sym, name)
+
+
+def test_namer_names_new_stacks_in_one_call_per_process_and_for_the_kernel(symbolizer: Symbolizer) -> None:
+    libc = next(m for m in load_maps(os.getpid()) if m.is_exec and m.name.startswith("libc.so"))
+    rng = np.random.default_rng(7)
+    user_ips = [tuple(rng.integers(libc.start, libc.end, 12).tolist()) for _ in range(300)]
+    kernel_ips = [(SYS_GETPID, ENTRY_RET), (EXT4_READ,), (EXT4_READ, ENTRY_RET)]
+    stacks = StackMap(
+        {
+            **{100 + i: ips for i, ips in enumerate(user_ips)},
+            1: kernel_ips[0],
+            2: kernel_ips[1],
+            3: kernel_ips[2],
+        }
+    )
+    records = [rec(pid=os.getpid(), tid=i, user=100 + i, kernel=1 + i % 3) for i in range(len(user_ips))]
+    records.append(rec(pid=os.getpid(), user=100, kernel=STACK_SKIPPED))  # a stack named twice over
+    counting = CountingSymbolizer(symbolizer)
+    namer = StackNamer(lambda: counting)  # type: ignore[arg-type,return-value]
+    namer.prefetch(records, stacks.read)
+    assert counting.calls == Counter({"symbolize_user_addrs": 1, "symbolize_kernel_addrs": 1})
+    named = [namer.name(r) for r in records]
+    assert counting.calls == Counter({"symbolize_user_addrs": 1, "symbolize_kernel_addrs": 1})  # all kept
+    for r, names in zip(records, named, strict=True):  # as a call per stack names them
+        user = [
+            function_key(f)
+            for f in reversed(symbolizer.symbolize_user(r.pid, stacks.stacks[r.user_stack_id]))
+        ]
+        kernel = []
+        if r.kernel_stack_id >= 0:
+            kernel = [
+                function_key(f)
+                for f in reversed(symbolizer.symbolize_kernel(stacks.stacks[r.kernel_stack_id]))
+            ]
+        assert names == (*user, *kernel)
+    assert sum(k.module.startswith("libc.so") for names in named for k in names) > 3000
 
 
 # -- Tallies and ranking ----------------------------------------------------------------------------------
