@@ -50,6 +50,9 @@ REMEDIES = {
     "python3.12 -X perf, a JVM perf-map agent)",
     Reason.NO_MAPPING: "an address in no mapping: usually a frame-pointer walk through code built without "
     "frame pointers (see --call-graph dwarf when available, or rebuild with -fno-omit-frame-pointer)",
+    Reason.NOT_CODE: "an address in memory that holds no code (data, heap, a stack): a frame-pointer walk "
+    "through code built without frame pointers read something that is no return address (see --call-graph "
+    "dwarf when available, or rebuild with -fno-omit-frame-pointer)",
     Reason.NO_PROCESS: "the process exited before its memory map could be read",
     Reason.NO_FILE: "the mapped file could not be opened (deleted, or no permission)",
     Reason.BAD_ELF: "the mapped file is not a readable ELF file",
@@ -59,7 +62,11 @@ REMEDIES = {
 
 
 # user frames with no file behind them, named for why
-_NO_FILE_LABELS = {Reason.ANON: "[anonymous memory]", Reason.NO_PROCESS: "[process gone]"}
+_NO_FILE_LABELS = {
+    Reason.ANON: "[anonymous memory]",
+    Reason.NOT_CODE: "[not code]",
+    Reason.NO_PROCESS: "[process gone]",
+}
 
 
 def unknown_report(profile: Profile, top: int = 5) -> list[str]:

@@ -26,6 +26,9 @@ class Reason(Enum):
     BAD_ELF = "the mapped file is not a readable ELF file"
     NO_SYMBOL = "no symbol covers the address (stripped, no debug info found)"
     ANON = "anonymous executable memory (JIT without a perf map?)"
+    NOT_CODE = (
+        "the address is in memory that is not executable: no return address (a frame-pointer walk into data)"
+    )
     KALLSYMS_RESTRICTED = "kernel symbols are hidden (kptr_restrict)"
     NO_KERNEL_SYMBOL = "no kernel symbol covers the address"
     NO_PROCESS = "the process was never seen alive, so its maps were not captured"

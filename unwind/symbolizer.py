@@ -518,15 +518,23 @@ class Symbolizer:
     def _place_in_mapping(
         self, proc: _Process, m: Mapping, positions: list[int], offs: list[int], frames: list[Frame | None]
     ) -> None:
-        """Frames for the addresses at ``positions`` (file offsets ``offs``), all inside mapping ``m``."""
+        """Frames for the addresses at ``positions`` (file offsets ``offs``), all inside mapping ``m``.
+
+        An unnamed address in a mapping that is not executable gets ``Reason.NOT_CODE``, whatever else
+        failed: no code runs there, so it is no return address (a frame-pointer walk through code built
+        without frame pointers read a pointer to data: the heap, a stack, a locale file). The lookups
+        are still made (a JIT's perf map, the file's symbols): permissions may have changed since the
+        maps were read."""
         handle = proc.handles.get(m.start)
+        not_code = None if m.is_exec else Reason.NOT_CODE
         if handle is None:
             if not m.is_file:
                 made: dict[int, Frame] = {}  # one frame per address, also when the batch repeats it
+                reason = not_code or Reason.ANON
                 for pos, off in zip(positions, offs, strict=True):
                     if off not in made:
                         made[off] = self._jit_frame(proc, off - m.offset + m.start) or Frame(
-                            None, m.path or None, FrameKind.USER, unknown=Reason.ANON
+                            None, m.path or None, FrameKind.USER, unknown=reason
                         )
                     frames[pos] = made[off]
                 return
@@ -536,7 +544,9 @@ class Symbolizer:
             failed: dict[int, Frame] = {}
             for pos, off in zip(positions, offs, strict=True):
                 if off not in failed:
-                    failed[off] = Frame(None, m.path, FrameKind.USER, unknown=handle, file_off=off)
+                    failed[off] = Frame(
+                        None, m.path, FrameKind.USER, unknown=not_code or handle, file_off=off
+                    )
                 frames[pos] = failed[off]
             return
         image = (proc.pid, proc.gen)
@@ -544,14 +554,20 @@ class Symbolizer:
             handle.owner = image
         elif handle.owner != image:
             handle.shared = True
-        self._resolve(handle, m.path, positions, offs, frames)
+        self._resolve(handle, m.path, positions, offs, frames, not_code)
 
     def _resolve(
-        self, module: _Module, path: str, positions: list[int], offs: list[int], frames: list[Frame | None]
+        self,
+        module: _Module,
+        path: str,
+        positions: list[int],
+        offs: list[int],
+        frames: list[Frame | None],
+        unnamed: Reason | None = None,
     ) -> None:
         """Frames for file offsets ``offs`` of ``module`` mapped from ``path``: from the module's frames
         (kept once it is shared), else looked up with one vectorised call (names found and demangled
-        once per symbol)."""
+        once per symbol). ``unnamed``, if given, is the reason of every unnamed frame made here."""
         cache = module.frames.get(path)
         if cache is None:
             cache = {}
@@ -574,7 +590,9 @@ class Symbolizer:
             except _FILE_ERRORS:
                 reason = Reason.BAD_ELF
         if reason is not None:
-            names, reasons = _NONES, itertools.repeat(reason)  # type: ignore[assignment]
+            names, reasons = _NONES, itertools.repeat(unnamed or reason)  # type: ignore[assignment]
+        elif unnamed is not None:  # (a finite map here: _names_at's)
+            reasons = [None if r is None else unnamed for r in reasons]
         new = _make_frames(len(unique), names, itertools.repeat(path), FrameKind.USER, reasons, unique)
         if module.shared or len(unique) < len(offs):
             cache.update(zip(unique, new, strict=True))

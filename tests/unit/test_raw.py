@@ -63,7 +63,17 @@ def test_unknown_report_labels_module_less_frames_by_their_cause() -> None:
     from unwind.frame import Frame, FrameKind, Reason
 
     p = Profile()
-    for i, reason in enumerate((Reason.NO_MAPPING, Reason.ANON, Reason.NO_PROCESS)):
+    for i, reason in enumerate((Reason.NO_MAPPING, Reason.ANON, Reason.NO_PROCESS, Reason.NOT_CODE)):
         p.add(Sample(1, 1, "app", (Frame(None, None, FrameKind.USER, unknown=reason),)), 10 + i, 0)
-    labels = [line.split(":")[0].strip() for line in unknown_report(p)]
-    assert labels == ["[process gone]", "[anonymous memory]", "[no mapping]"]
+    lines = unknown_report(p)
+    labels = [line.split(":")[0].strip() for line in lines]
+    assert labels == ["[not code]", "[process gone]", "[anonymous memory]", "[no mapping]"]
+    assert "holds no code" in lines[0]
+    assert "JIT" in lines[2]
+
+
+def test_every_reason_has_a_remedy() -> None:
+    from profiler.summary import REMEDIES
+    from unwind.frame import Reason
+
+    assert set(REMEDIES) == set(Reason)

@@ -80,10 +80,14 @@ def libc_addresses() -> list[int]:
     for m in maps:
         addrs += rng.integers(m.start, m.end, 300, dtype=np.uint64).tolist()
     addrs += [0x8, 0x1000, max(m.end for m in maps) + 0x10, 2**64 - 1, 2**47 - 1]
-    _ANON.append(mmap.mmap(-1, 4096))
-    buf = ctypes.c_char.from_buffer(_ANON[-1])
-    addrs.append(ctypes.addressof(buf))
-    del buf  # (a live export would keep the mmap from closing at exit)
+    _ANON.append(mmap.mmap(-1, 4096))  # anonymous data (not code)
+    _ANON.append(
+        mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    )  # code (a JIT's)
+    for anon in _ANON[-2:]:
+        buf = ctypes.c_char.from_buffer(anon)
+        addrs.append(ctypes.addressof(buf))
+        del buf  # (a live export would keep the mmap from closing at exit)
     addrs += addrs[:200]  # repeats: the same frame object comes back
     return addrs
 
@@ -109,8 +113,14 @@ def test_bulk_path_equals_per_address_path_on_libc(libc_addresses: list[int]) ->
     for addr, f in zip(libc_addresses, bulk, strict=True):  # a repeated address: the same frame
         assert f.unknown is Reason.NO_MAPPING or first.setdefault(addr, f) is f
     reasons = {f.unknown for f in bulk}
-    # named frames, unnamed ones in the file, no mapping and anonymous memory are all exercised
-    assert {None, Reason.NO_SYMBOL, Reason.NO_MAPPING, Reason.ANON} <= reasons
+    # named frames, unnamed ones in the file, no mapping, anonymous code and data (anonymous, and libc's
+    # own data mappings) are all exercised
+    assert {None, Reason.NO_SYMBOL, Reason.NO_MAPPING, Reason.ANON, Reason.NOT_CODE} <= reasons
+    maps = load_maps(PID)
+    for addr, f in zip(libc_addresses, bulk, strict=True):  # not code: exactly the non-executable ones
+        m = next((m for m in maps if m.start <= addr < m.end), None)
+        if f.unknown is not None and f.unknown is not Reason.NO_MAPPING and m is not None:
+            assert (f.unknown is Reason.NOT_CODE) == (not m.is_exec), (hex(addr), m, f)
     named = [f for f in bulk if f.name]
     assert len({f.name for f in named}) > 500
     libc = libc_maps()[0].path
@@ -385,3 +395,23 @@ def test_unique_inverse_equals_numpy_unique(sort: bool) -> None:
         assert uniq.tolist() == want.tolist()
         assert inverse.tolist() == want_inverse.tolist()
         assert (uniq[inverse] == values).all()
+
+
+@pytest.mark.parametrize("bulk_min", [1, 10_000])
+def test_an_address_in_a_mapped_data_file_is_not_code(tmp_path: Path, bulk_min: int) -> None:
+    """A file mapped read-only that is no ELF file (a locale archive, a database): an address in it is
+    named for what it is, not code, with its file and offset, in both the bulk and the per-address path."""
+    data = tmp_path / "LC_CTYPE"
+    data.write_bytes(b"not an ELF file\n" * 1024)
+    with open(data, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        start = next(m.start for m in load_maps(PID) if m.path == str(data))
+        addrs = [start + 0x10, start + 0x2000, start + 0x10]
+        with Symbolizer(cache=False, debuginfod=False) as sym:
+            sym.bulk_min = bulk_min
+            frames = sym.symbolize_user_addrs(PID, addrs)
+        assert len(mapped) == 16 * 1024
+    assert [(f.unknown, f.module, f.file_off) for f in frames] == [
+        (Reason.NOT_CODE, str(data), 0x10),
+        (Reason.NOT_CODE, str(data), 0x2000),
+        (Reason.NOT_CODE, str(data), 0x10),
+    ]
