@@ -43,16 +43,18 @@ def loss_lines(stats: dict[str, int]) -> list[str]:
     return [f"  {stats[k]} {text} ({_pct(stats[k], seen)})" for k, text in kinds if stats.get(k, 0)]
 
 
+# what to do about frames that a frame-pointer walk through code without frame pointers made up
+_FRAME_POINTERS = "(see --call-graph dwarf when available, or rebuild with -fno-omit-frame-pointer)"
+
 REMEDIES = {
     Reason.NO_SYMBOL: "stripped and no debug info found: install its debug symbols (the -dbg or -dbgsym "
     "package), pass --debuginfo-dir DIR, or set DEBUGINFOD_URLS",
     Reason.ANON: "JIT code without a perf map: start the runtime with one (node --perf-basic-prof, "
     "python3.12 -X perf, a JVM perf-map agent)",
     Reason.NO_MAPPING: "an address in no mapping: usually a frame-pointer walk through code built without "
-    "frame pointers (see --call-graph dwarf when available, or rebuild with -fno-omit-frame-pointer)",
+    f"frame pointers {_FRAME_POINTERS}",
     Reason.NOT_CODE: "an address in memory that holds no code (data, heap, a stack): a frame-pointer walk "
-    "through code built without frame pointers read something that is no return address (see --call-graph "
-    "dwarf when available, or rebuild with -fno-omit-frame-pointer)",
+    f"through code built without frame pointers read something that is no return address {_FRAME_POINTERS}",
     Reason.NO_PROCESS: "the process exited before its memory map could be read",
     Reason.NO_FILE: "the mapped file could not be opened (deleted, or no permission)",
     Reason.BAD_ELF: "the mapped file is not a readable ELF file",

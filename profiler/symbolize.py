@@ -187,11 +187,7 @@ def _symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMet
             }
             users.update(f.module for frames in user_frames[(pid, gen)].values() for f in frames)
         else:
-
-            def lookup(addrs: list[int], pid: int = pid, gen: int = gen) -> list[Frame]:
-                return symbolizer.symbolize_user_addrs(pid, addrs, gen)
-
-            user_frames[(pid, gen)], found = frames_of_stacks(stacks, lookup)
+            user_frames[(pid, gen)], found = user_frames_of_stacks(symbolizer, pid, gen, stacks)
             users.update(map(MODULE_OF, found))
     if loading is not None:
         loading.join()
@@ -271,6 +267,17 @@ def frames_of_stacks(
     for ips, lo, hi in zip(stacks, starts.tolist(), ends.tolist(), strict=True):
         out[ips] = per_addr[lo:hi]
     return out, found
+
+
+def user_frames_of_stacks(
+    symbolizer: Symbolizer, pid: int, gen: int, stacks: list[tuple[int, ...]]
+) -> tuple[dict[tuple[int, ...], tuple[Frame, ...]], list[Frame]]:
+    """``frames_of_stacks`` of the user stacks of process ``pid`` (image ``gen``): one symbolizer call."""
+
+    def lookup(addrs: list[int]) -> list[Frame]:
+        return symbolizer.symbolize_user_addrs(pid, addrs, gen)
+
+    return frames_of_stacks(stacks, lookup)
 
 
 def _gather(items: list[Frame], indices: list[int]) -> tuple[Frame, ...]:

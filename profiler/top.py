@@ -132,22 +132,18 @@ class StackNamer:
         kernels: dict[int, tuple[int, ...]] = {}
         for r in records:
             sid = r.user_stack_id
-            if sid >= 0 and (r.pid, r.exec_gen, sid) not in self._user and self._stack(sid):
-                users.setdefault((r.pid, r.exec_gen), {})[sid] = self._stack(sid)
+            if sid >= 0 and (r.pid, r.exec_gen, sid) not in self._user and (ips := self._stack(sid)):
+                users.setdefault((r.pid, r.exec_gen), {})[sid] = ips
             sid = r.kernel_stack_id
-            if sid >= 0 and sid not in self._kernel and self._stack(sid):
-                kernels[sid] = self._stack(sid)
+            if sid >= 0 and sid not in self._kernel and (ips := self._stack(sid)):
+                kernels[sid] = ips
         if not users and not kernels:
             return
-        from profiler.symbolize import frames_of_stacks
+        from profiler.symbolize import frames_of_stacks, user_frames_of_stacks
 
         symbolizer = self._symbolizer()
         for (pid, gen), by_id in users.items():
-
-            def lookup(addrs: list[int], pid: int = pid, gen: int = gen) -> list[Frame]:
-                return symbolizer.symbolize_user_addrs(pid, addrs, gen)
-
-            frames, _ = frames_of_stacks(list(dict.fromkeys(by_id.values())), lookup)
+            frames, _ = user_frames_of_stacks(symbolizer, pid, gen, list(dict.fromkeys(by_id.values())))
             for sid, ips in by_id.items():
                 if _cacheable(frames[ips]):  # else ``name`` asks again (see the class's docstring)
                     self._user[(pid, gen, sid)] = tuple(map(function_key, frames[ips]))

@@ -39,7 +39,7 @@ from unwind.kallsyms import KernelSymbols, names_at
 from unwind.maps import READ_FLAGS, VDSO, EarlyCapture, Mapping, load_maps, map_files_path, read_vdso
 from unwind.perfmap import PerfMap, open_perf_map, parse_perf_map, read_perf_map
 from unwind.symcache import DemangledNames, SymbolCache, load_kernel_symbols, stale_kernel_results
-from unwind.symtab import SymbolTable, scatter, unique_inverse
+from unwind.symtab import SymbolTable, lookup_unique, scatter
 
 JIT_MODULE = "[jit]"  # the module of frames named from a perf map
 # A process's maps are re-read (to find mappings made after capture) at most this often, in seconds.
@@ -606,22 +606,21 @@ class Symbolizer:
         """The (demangled) function name at each file offset of a loaded module (None where none is),
         and the reason of each unnamed one, as iterables (consumed once, by ``_make_frames``).
 
-        They are looked up in ascending order (sorted here when a batch is big): searches of sorted keys
-        stay in cache (5x faster for 40k keys in libLLVM's 145k symbols), and their symbol indices are
-        made unique without a second sort. The frames are still made in the order given: the frames of
-        a batch are read in that order again, and objects made in the order they are read stay in cache.
+        A big batch is looked up in address order (``lookup_unique``). The frames are still made in the
+        order given: the frames of a batch are read in that order again, and objects made in the order
+        they are read stay in cache.
         """
-        assert module.elf is not None
-        assert module.table is not None
-        order = np.argsort(offs) if len(offs) >= self.bulk_min else None
-        if order is not None:
-            offs = offs[order]
-        vaddrs, found = module.elf.file_offsets_to_vaddrs(offs)
-        idx = module.table.lookup_indices(vaddrs)
-        idx[~found] = -1
-        uniq, inverse = unique_inverse(idx)
-        if order is not None:
-            inverse[order] = inverse.copy()
+        elf, table = module.elf, module.table
+        assert elf is not None
+        assert table is not None
+
+        def symbol_indices(offs: np.ndarray) -> np.ndarray:
+            vaddrs, found = elf.file_offsets_to_vaddrs(offs)
+            idx = table.lookup_indices(vaddrs)
+            idx[~found] = -1
+            return idx
+
+        uniq, inverse = lookup_unique(offs, symbol_indices, in_order=len(offs) >= self.bulk_min)
         named = module.names
         keys = uniq.tolist()
         new = list(itertools.filterfalse(named.__contains__, keys)) if named else keys
@@ -876,14 +875,14 @@ class Symbolizer:
         if todo:
             q = np.fromiter(map(addrs.__getitem__, todo), np.uint64, len(todo))
             ksyms = self._kernel_symbols()
-            uniq, inverse = _kernel_indices(ksyms, q)
+            uniq, inverse = lookup_unique(q, ksyms.lookup_indices)
             with gc_paused(len(todo) >= self.bulk_min):
                 by_symbol = self._kernel_symbol_frames(ksyms, uniq.tolist())
             if self._kallsyms_cached and stale_kernel_results(
                 map(NAME_OF, by_symbol), map(MODULE_OF, by_symbol)
             ):
                 ksyms = self._kernel_symbols(live=True)  # once: a BPF program may be newer than the cache
-                uniq, inverse = _kernel_indices(ksyms, q)
+                uniq, inverse = lookup_unique(q, ksyms.lookup_indices)
                 by_symbol = self._kernel_symbol_frames(ksyms, uniq.tolist())
             made = list(map(by_symbol.__getitem__, inverse.tolist()))
             scatter(frames, todo, made)
@@ -1116,17 +1115,6 @@ _FALSES = itertools.repeat(False)
 
 
 _MINUS_ONE = (-1).__add__
-
-
-def _kernel_indices(ksyms: KernelSymbols, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct kallsyms indices of kernel addresses ``q`` (-1: none) and, per address, which one
-    (``np.unique`` of ``ksyms.lookup_indices(q)`` with its inverse). Looked up in address order: a
-    search of sorted keys stays in cache, and sorted indices are made unique without a second sort."""
-    order = np.argsort(q)
-    uniq, inverse_sorted = unique_inverse(ksyms.lookup_indices(q[order]))
-    inverse = np.empty_like(inverse_sorted)
-    inverse[order] = inverse_sorted
-    return uniq, inverse
 
 
 def _lookup_addrs(ips: Sequence[int]) -> list[int]:

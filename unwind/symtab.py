@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 import mmap
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,9 +42,25 @@ def scatter(out: list, positions: list[int], values: Iterable[object]) -> list:
     return out
 
 
+def lookup_unique(
+    keys: np.ndarray, lookup: Callable[[np.ndarray], np.ndarray], in_order: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct results of ``lookup(keys)`` (an int array, one result per key) and, per key, which
+    one: ``np.unique(lookup(keys), return_inverse=True)``.
+
+    With ``in_order`` the keys are looked up in ascending order: searches of sorted keys stay in cache
+    (5x faster for 40k keys in libLLVM's 145k symbols), and the results of ascending addresses (symbol
+    indices) come out sorted, so they are made unique without a second sort."""
+    order = np.argsort(keys) if in_order else None
+    found = lookup(keys if order is None else keys[order])
+    uniq, inverse = unique_inverse(found)
+    if order is not None:
+        inverse[order] = inverse.copy()  # back to the keys' order
+    return uniq, inverse
+
+
 def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)``; without a sort (O(n)) when ``values`` is sorted already,
-    as lookups in address order give (symbol indices of ascending addresses)."""
+    """``np.unique(values, return_inverse=True)``; without a sort (O(n)) when ``values`` is sorted already."""
     n = len(values)
     if n < 2 or not bool(np.all(values[1:] >= values[:-1])):
         return np.unique(values, return_inverse=True)

@@ -28,7 +28,7 @@ from unwind.frame import Frame, FrameKind, Reason
 from unwind.kallsyms import LazyNames, load_kallsyms, parse_kallsyms
 from unwind.maps import Mapping, load_maps
 from unwind.symbolizer import Symbolizer
-from unwind.symtab import unique_inverse
+from unwind.symtab import lookup_unique, unique_inverse
 
 ROOT = Path(__file__).resolve().parents[2]
 KALLSYMS = ROOT / "tests" / "fixtures" / "kallsyms"
@@ -383,8 +383,13 @@ def test_symbolize_profile_calls_once_per_process_and_matches_per_stack(
     assert final.samples == profile.samples
 
 
+def _bucket_of(keys: np.ndarray) -> np.ndarray:
+    """A lookup for lookup_unique's test: which of 15 buckets of 7 each key falls in."""
+    return np.searchsorted(np.arange(0, 100, 7), keys)
+
+
 @pytest.mark.parametrize("sort", [True, False])
-def test_unique_inverse_equals_numpy_unique(sort: bool) -> None:
+def test_unique_inverse_and_lookup_unique_equal_numpy_unique(sort: bool) -> None:
     rng = np.random.default_rng(11)
     for n in (0, 1, 2, 7, 1000):
         values = rng.integers(-1, 50, n, dtype=np.int64)
@@ -395,6 +400,11 @@ def test_unique_inverse_equals_numpy_unique(sort: bool) -> None:
         assert uniq.tolist() == want.tolist()
         assert inverse.tolist() == want_inverse.tolist()
         assert (uniq[inverse] == values).all()
+        for in_order in (True, False):  # a lookup through lookup_unique, keys sorted or as given
+            found, found_inverse = lookup_unique(values, _bucket_of, in_order)
+            want, want_inverse = np.unique(_bucket_of(values), return_inverse=True)
+            assert found.tolist() == want.tolist()
+            assert found_inverse.tolist() == want_inverse.tolist()
 
 
 @pytest.mark.parametrize("bulk_min", [1, 10_000])
