@@ -38,7 +38,14 @@ from unwind.gcpause import paused as gc_paused
 from unwind.kallsyms import KernelSymbols, names_at
 from unwind.maps import READ_FLAGS, VDSO, EarlyCapture, Mapping, load_maps, map_files_path, read_vdso
 from unwind.perfmap import PerfMap, open_perf_map, parse_perf_map, read_perf_map
-from unwind.symcache import DemangledNames, SymbolCache, load_kernel_symbols, stale_kernel_results
+from unwind.symcache import (
+    DemangledNames,
+    LineResults,
+    SymbolCache,
+    line_key,
+    load_kernel_symbols,
+    stale_kernel_results,
+)
 from unwind.symtab import SymbolTable, lookup_unique, scatter
 
 JIT_MODULE = "[jit]"  # the module of frames named from a perf map
@@ -76,6 +83,7 @@ class _Module:
     dwarf: DwarfInfo | None = None  # with Symbolizer(lines=True): its own or its debug file's DWARF
     dwarf_tried: bool = False
     lines: dict[tuple[int, str], tuple[Frame, ...]] = field(default_factory=dict)  # as ``frames``
+    line_results: LineResults | None = None  # DWARF's answers of earlier runs and this one (disk cache)
     unwind: UnwindTable | None = None  # CFI rows (unwind/cfi.py), built at the first unwind through it
     unwind_tried: bool = False
     demangled: DemangledNames | None = None  # names demangled in earlier runs, from the disk cache
@@ -84,6 +92,9 @@ class _Module:
         if self.demangled is not None:
             self.demangled.save()  # what this run demangled, for the next one
             self.demangled = None
+        if self.line_results is not None:
+            self.line_results.save()  # what this run read from DWARF, for the next one
+            self.line_results = None
         if self.dwarf is not None:
             self.dwarf.close()
         self.dwarf = None
@@ -792,13 +803,28 @@ class Symbolizer:
                 continue
             bases = [frames[pos] for pos in positions]
             vaddrs = [module.elf.file_offset_to_vaddr(f.file_off or 0) for f in bases]
-            found = dwarf.lookup_many([v for v in vaddrs if v is not None])
-            results = iter(found)
+            results = iter(self._dwarf_answers(module, dwarf, [v for v in vaddrs if v is not None]))
             for pos, base, vaddr in zip(positions, bases, vaddrs, strict=True):
                 expanded = self._line_frames(base, next(results) if vaddr is not None else [])
                 module.lines[(base.file_off or 0, base.module or "")] = expanded  # both set: see above
                 out[pos] = list(expanded)
         return out
+
+    @staticmethod
+    def _dwarf_answers(module: _Module, dwarf: DwarfInfo, vaddrs: list[int]) -> list[list[SourceFrame]]:
+        """``dwarf.lookup_many(vaddrs)``, the answers of earlier runs taken from the disk cache (DWARF is
+        not read for them) and the others kept for the next run."""
+        kept = module.line_results
+        if kept is None:
+            return dwarf.lookup_many(vaddrs)
+        out = kept.get(vaddrs)
+        missing = [pos for pos, found in enumerate(out) if found is None]
+        if missing:
+            looked_up = [vaddrs[pos] for pos in missing]
+            for pos, vaddr, found in zip(missing, looked_up, dwarf.lookup_many(looked_up), strict=True):
+                out[pos] = found
+                kept.add(vaddr, found)
+        return out  # type: ignore[return-value]  # every slot is filled
 
     def _module_at(self, proc: _Process, addr: int) -> _Module | None:
         i = bisect.bisect_right(proc.starts, addr) - 1
@@ -819,11 +845,24 @@ class Symbolizer:
                     module.elf, module.name, self._sources.debug_dirs, default_dirs=self._sources.default_dirs
                 )
                 module.debug = found.elf if found is not None else None
-            for elf in (module.elf, module.debug):
+            for elf, source in ((module.elf, "self"), (module.debug, "debug")):
                 if elf is not None and DwarfInfo(elf).has_debug_info:
                     module.dwarf = DwarfInfo(elf)
+                    module.line_results = self._line_results(module, source)
                     break
         return module.dwarf
+
+    def _line_results(self, module: _Module, source: str) -> LineResults | None:
+        """The disk cache's DWARF answers of the module (``source``: whose DWARF), or None."""
+        cache = self._sources.cache
+        if cache is None or module.elf is None:
+            return None
+        try:
+            build_id = module.elf.build_id
+        except _FILE_ERRORS:  # a damaged note: keyed as a file without one
+            build_id = None
+        key = line_key(build_id, module.identity, source)
+        return cache.line_results(key) if key is not None else None
 
     def _line_frames(self, base: Frame, source: list[SourceFrame]) -> tuple[Frame, ...]:
         """Frames for the DWARF answer ``source`` (innermost first) of the address of frame ``base``."""

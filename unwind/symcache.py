@@ -21,10 +21,20 @@ File format ``FORMAT`` 1 (all little-endian; every array 8-byte aligned)::
                        | i64 mod_ends[n] | blob                       (m = 0; start -1 = no name)
     demangled (kind 3) u64 indices[n] | u64 starts[n] | u64 ends[n] | blob
                        (m = the CRC of the table entry the indices refer to; indices sorted, unique)
+    lines     (kind 4) u64 vaddrs[n] | u64 row_ends[n] | i64 func_starts[m] | i64 func_ends[m]
+                       | i64 file_starts[m] | i64 file_ends[m] | i64 lines[m] | u64 inlined[m] | blob
+                       (vaddrs sorted, unique; address i has rows [row_ends[i-1], row_ends[i]); a start
+                       of -1 is no string, a line of -1 no line)
 
 Demangled names (``DemangledNames``, a ``{key}.dem`` file beside a table's ``{key}.sym``): demangling a
 big C++ library's names costs far more than loading its table (libLLVM: ~100 ms for the 14k names
 that 40k addresses hit, against ~2 ms), so each name is demangled once, at its first use, and kept.
+
+Source lines (``LineResults``, a ``{key}.lin`` file per DWARF file, keyed by its binary's build-id): what
+DWARF said of each address looked up with ``--lines`` (its inlined calls and lines, as
+``DwarfInfo.lookup``), kept from run to run. Reading DWARF starts by decompressing its sections (28 ms
+for libc's debug file) and parses a compile unit per new one hit; an address resolved in an earlier
+run costs neither.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from unwind.dwarf import SourceFrame
 from unwind.kallsyms import KernelSymbols, LazyNames, load_kallsyms
 from unwind.symtab import StringSource, SymbolArrays, SymbolTable, decode_ranges, scatter
 
@@ -50,8 +61,9 @@ _HEADER = struct.Struct("<8sIIQQQQ")
 _KIND_SYMBOLS = 1
 _KIND_KERNEL = 2
 _KIND_DEMANGLED = 3
+_KIND_LINES = 4
 # Per kind: u64 words of arrays per n, and per m.
-_ARRAY_WORDS = {_KIND_SYMBOLS: (3, 1), _KIND_KERNEL: (5, 0), _KIND_DEMANGLED: (3, 0)}
+_ARRAY_WORDS = {_KIND_SYMBOLS: (3, 1), _KIND_KERNEL: (5, 0), _KIND_DEMANGLED: (3, 0), _KIND_LINES: (2, 6)}
 # Kernel "modules" whose symbols appear and vanish without a module load: BPF programs, trampolines.
 VOLATILE_MODULES = frozenset(("bpf", "__builtin__ftrace", "__builtin__kprobes"))
 _log = logging.getLogger(__name__)
@@ -79,6 +91,20 @@ def table_key(build_id: bytes | None, identity: str | None, sources: Sequence[st
         return None
     text = "\0".join((str(FORMAT), build_id.hex() if build_id else identity or "", *sources))
     return f"{prefix}-{hashlib.sha256(text.encode(errors='surrogateescape')).hexdigest()[:32]}"
+
+
+# What DwarfInfo answers: a change to what unwind/dwarf.py gives for an address must change this, so
+# that results kept by an earlier version are not read as this one's.
+LINES_VERSION = 1
+
+
+def line_key(build_id: bytes | None, identity: str | None, source: str) -> str | None:
+    """The cache key of the DWARF results of a binary (``table_key``'s rules): ``source`` says whose
+    DWARF they are, the binary's own (``"self"``) or its separate debug file's (``"debug"``, by the
+    build-id they share; a debug file found by name alone is not keyed: None)."""
+    if source != "self" and not build_id:
+        return None
+    return table_key(build_id, identity, ("lines", str(LINES_VERSION), source))
 
 
 class SymbolCache:
@@ -140,6 +166,10 @@ class SymbolCache:
             return None
         key, crc = table.stored_as
         return DemangledNames(self, key, crc)
+
+    def line_results(self, key: str) -> LineResults:
+        """The DWARF results kept under ``key`` (``line_key``): none at first."""
+        return LineResults(self, key)
 
     # -- kallsyms -----------------------------------------------------------------------------
 
@@ -348,6 +378,167 @@ class DemangledNames:
         self._new.clear()
         self._loaded = False  # read again (the new entry) at the next get
         self._mm = None
+
+
+class LineResults:
+    """What DWARF said of addresses of one binary, by ELF vaddr (``{key}.lin``, kind 4): for each, the
+    ``SourceFrame`` list of ``DwarfInfo.lookup`` (innermost first; empty when DWARF has nothing there).
+
+    Read at first ``get``; ``add`` collects results found since; ``save`` writes the old and new ones
+    together (atomically) when there are new ones. Nothing here depends on demangling: names are DWARF's.
+    A damaged or inconsistent entry is a miss, as a missing one is. At most ``MAX_ADDRESSES`` are kept.
+    """
+
+    MAX_ADDRESSES = 1 << 20  # ~60 MB of entry; no binary's profiles hit so many distinct addresses
+
+    def __init__(self, cache: SymbolCache, key: str) -> None:
+        self._cache = cache
+        self._name = key + ".lin"
+        self._loaded = False
+        self._mm: mmap.mmap | None = None
+        self._vaddrs = np.zeros(0, np.uint64)
+        self._row_ends = self._vaddrs
+        self._rows = np.zeros((6, 0), np.int64)  # func start, end, file start, end, line, inlined
+        self._blob_at = self._blob_len = 0
+        self._strings: dict[tuple[int, int], str] = {}  # decoded once per run: files and functions repeat
+        self._new: dict[int, list[SourceFrame]] = {}
+
+    def _load(self) -> None:
+        self._loaded = True
+        found = self._cache._map(self._name, _KIND_LINES)
+        if found is None:
+            return
+        mm, n, m, arrays_at, blob_at, blob_len, _crc = found
+        vaddrs, row_ends = (np.frombuffer(mm, "<u8", n, arrays_at + i * 8 * n) for i in range(2))
+        rows = np.frombuffer(mm, "<i8", 6 * m, arrays_at + 16 * n).reshape(6, m)
+        starts, ends, lines, inlined = rows[0:4:2], rows[1:4:2], rows[4], rows[5]
+        named = starts >= 0
+        if (
+            (n and (not bool(np.all(vaddrs[1:] > vaddrs[:-1])) or int(row_ends[-1]) != m))
+            or (n == 0 and m != 0)
+            or bool(np.any(row_ends[1:] < row_ends[:-1]))
+            or bool(np.any(named & ((ends < starts) | (ends > blob_len))))
+            or bool(np.any(lines < -1))
+            or bool(np.any((inlined != 0) & (inlined != 1)))
+        ):
+            return  # not what we write: a miss
+        self._mm, self._vaddrs, self._row_ends, self._rows = mm, vaddrs, row_ends, rows
+        self._blob_at, self._blob_len = blob_at, blob_len
+
+    def get(self, vaddrs: list[int]) -> list[list[SourceFrame] | None]:
+        """What DWARF said of each vaddr in an earlier run or since (``add``); None where none is kept."""
+        if not self._loaded:
+            self._load()
+        out: list[list[SourceFrame] | None] = (
+            [self._new.get(v) for v in vaddrs] if self._new else [None] * len(vaddrs)
+        )
+        if self._mm is None or not len(self._vaddrs) or not vaddrs:
+            return out
+        q = np.asarray(vaddrs, np.uint64)
+        at = np.searchsorted(self._vaddrs, q)
+        safe = np.minimum(at, len(self._vaddrs) - 1)
+        hit = np.flatnonzero(self._vaddrs[safe] == q)
+        ends = self._row_ends[safe[hit]].astype(np.int64)
+        firsts = np.where(safe[hit] > 0, self._row_ends[np.maximum(safe[hit] - 1, 0)].astype(np.int64), 0)
+        rows = self._rows
+        for pos, first, end in zip(hit.tolist(), firsts.tolist(), ends.tolist(), strict=True):
+            if out[pos] is None:
+                cols = rows[:, first:end].T.tolist()
+                out[pos] = [
+                    SourceFrame(
+                        self._string(fs, fe), self._string(ls, le), None if line < 0 else line, bool(inl)
+                    )
+                    for fs, fe, ls, le, line, inl in cols
+                ]
+        return out
+
+    def _string(self, start: int, end: int) -> str | None:
+        if start < 0:
+            return None
+        text = self._strings.get((start, end))
+        if text is None:
+            assert self._mm is not None
+            at = self._blob_at
+            text = self._strings[(start, end)] = self._mm[at + start : at + end].decode(
+                "utf-8", "surrogateescape"
+            )
+        return text
+
+    def _old_spans(self) -> dict[str, tuple[int, int]]:
+        """Each string of the entry read (``_load``) and its span in the blob."""
+        if self._mm is None:
+            return {}
+        pairs = self._rows[:4].reshape(2, 2, -1).transpose(0, 2, 1).reshape(-1, 2)  # (start, end) rows
+        pairs = np.unique(pairs[pairs[:, 0] >= 0], axis=0).tolist()
+        return {self._string(start, end) or "": (start, end) for start, end in pairs}
+
+    def add(self, vaddr: int, frames: list[SourceFrame]) -> None:
+        """Keep what DWARF said of ``vaddr`` (written by ``save``)."""
+        if len(self._new) + len(self._vaddrs) >= self.MAX_ADDRESSES or not 0 <= vaddr < 2**64:
+            return
+        if all(f.line is None or 0 <= f.line < 2**63 for f in frames):  # (else: malformed, not kept)
+            self._new[vaddr] = frames
+
+    def save(self) -> None:
+        """Write the kept results with the new ones, if there are new ones; failures only cost speed."""
+        if not self._new:
+            return
+        if not self._loaded:
+            self._load()
+        old_blob = (
+            memoryview(self._mm)[self._blob_at : self._blob_at + self._blob_len]
+            if self._mm is not None
+            else b""
+        )
+        fresh = self._new
+        if len(self._vaddrs):  # an address kept before keeps its old result
+            kept = set(
+                self._vaddrs[np.isin(self._vaddrs, np.fromiter(fresh, np.uint64, len(fresh)))].tolist()
+            )
+            fresh = {v: f for v, f in fresh.items() if v not in kept}
+            if not fresh:
+                self._new.clear()
+                return
+        blob = bytearray()
+        spans = self._old_spans()  # a string kept before is not written again
+
+        def span(text: str | None) -> tuple[int, int]:
+            if text is None:
+                return (-1, -1)
+            found = spans.get(text)
+            if found is None:
+                raw = text.encode("utf-8", "surrogateescape")
+                base = len(old_blob) + len(blob)
+                found = spans[text] = (base, base + len(raw))
+                blob.extend(raw)
+            return found
+
+        new_rows = [
+            (*span(f.function), *span(f.file), -1 if f.line is None else f.line, int(f.inlined))
+            for frames in fresh.values()
+            for f in frames
+        ]
+        old_m = self._rows.shape[1]
+        new_counts = np.fromiter(map(len, fresh.values()), np.int64, len(fresh))
+        row_ends = np.concatenate([self._row_ends.astype(np.int64), old_m + np.cumsum(new_counts)])
+        counts = np.diff(row_ends, prepend=0)
+        rows = np.concatenate([self._rows, np.array(new_rows, np.int64).reshape(-1, 6).T], axis=1)
+        vaddrs = np.concatenate([self._vaddrs, np.fromiter(fresh, np.uint64, len(fresh))])
+        # Sorted by address, each address's rows moved along with it.
+        order = np.argsort(vaddrs)
+        counts, firsts = counts[order], (row_ends - counts)[order]
+        ends = np.cumsum(counts)
+        gather = np.arange(rows.shape[1]) - np.repeat(ends - counts, counts) + np.repeat(firsts, counts)
+        arrays = [_u64(vaddrs[order]), _u64(ends), *(np.ascontiguousarray(r, "<i8") for r in rows[:, gather])]
+        self._cache._write(
+            self._name, _KIND_LINES, len(order), rows.shape[1], arrays, [old_blob, bytes(blob)]
+        )
+        self._new.clear()
+        self._strings.clear()
+        self._loaded = False  # read again (the new entry) at the next get
+        self._mm = None
+        self._vaddrs = self._row_ends = np.zeros(0, np.uint64)
+        self._rows = np.zeros((6, 0), np.int64)
 
 
 def _u64(a: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from unwind.elf import ElfFile
 from unwind.frame import Frame, FrameKind, Reason
 from unwind.maps import load_maps
 from unwind.symbolizer import Symbolizer, _same_function
+from unwind.symcache import SymbolCache
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "tests" / "fixtures" / "src"
@@ -398,6 +399,53 @@ def test_symbolize_user_lines_on_a_live_process(progs: Path, spawn: Spawn) -> No
     labels = [f.label(lines=True) for f in got[0]]
     assert labels == ["hdr_mix (inline.h:3)", "add3 (inline.c:9)", "twice (inline.c:15)", labels[-1]]
     assert re.fullmatch(r"outer \(inline\.c:\d+\)", labels[-1])
+
+
+@pytest.mark.parametrize("name", ["inline5", "inline_stripped"])
+def test_a_second_run_takes_dwarf_answers_from_the_disk_cache(
+    progs: Path, tmp_path: Path, spawn: Spawn, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """What a run read from DWARF (its own, or a debug file's by build-id) is kept on disk: a second run
+    gives the same frames without reading DWARF at all; an address new to it is read and kept too."""
+    exe = progs / name
+    if name == "inline_stripped":  # its DWARF is in a debug file, found by build-id
+        with ElfFile.open(exe) as elf:
+            hexid = (elf.build_id or b"").hex()
+        (tmp_path / "debug" / ".build-id" / hexid[:2]).mkdir(parents=True)
+        shutil.copy(
+            progs / "inline5.debug", tmp_path / "debug" / ".build-id" / hexid[:2] / f"{hexid[2:]}.debug"
+        )
+    child = spawn(exe)
+    base = child.outer - nm_value(progs / "inline5", "outer")
+    leaf, ret = probes(progs)
+    addrs = function_addresses(progs / "inline5", ("outer",))
+    cache = SymbolCache(str(tmp_path / "cache"))
+
+    def run(ips: list[int]) -> list[list[Frame]]:
+        with Symbolizer(lines=True, cache=cache, debuginfod=False, debug_dirs=[str(tmp_path / "debug")],
+                        default_debug_dirs=()) as sym:  # fmt: skip
+            return sym.symbolize_user_lines(child.pid, ips)
+
+    read: list[int] = []
+    real = DwarfInfo.lookup_many
+    monkeypatch.setattr(DwarfInfo, "lookup_many", lambda self, v: read.extend(v) or real(self, v))
+    first = run([base + leaf, base + ret])
+    assert [f.name for f in first[0]] == [*INLINED, "outer"]
+    assert len(read) == 2
+    read.clear()
+    assert run([base + leaf, base + ret]) == first
+    assert read == []  # DWARF not read
+    more = [base + leaf, *(base + a for a in addrs[::7])]  # the leaf is kept from the first run
+    uncached = Symbolizer(lines=True, cache=False, debuginfod=False, debug_dirs=[str(tmp_path / "debug")],
+                          default_debug_dirs=())  # fmt: skip
+    with uncached:
+        expected = uncached.symbolize_user_lines(child.pid, more)
+    read.clear()
+    assert run(more) == expected
+    assert 0 < len(read) < len(more)  # the new ones alone
+    read.clear()
+    assert run(more) == expected
+    assert read == []
 
 
 def test_lines_off_gives_the_symbol_frames(progs: Path, spawn: Spawn) -> None:

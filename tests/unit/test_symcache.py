@@ -9,11 +9,14 @@ import os
 import shutil
 import struct
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.unit.conftest import ROOT, nm_addr, run
 from tests.unit.symbolize_helpers import (
@@ -25,12 +28,21 @@ from tests.unit.symbolize_helpers import (
     renamed_debug,
 )
 from unwind import debuginfo
+from unwind.dwarf import SourceFrame
 from unwind.elf import ElfFile
 from unwind.frame import Reason
 from unwind.kallsyms import KernelSymbols, load_kallsyms, parse_kallsyms
 from unwind.maps import load_maps
 from unwind.symbolizer import Symbolizer
-from unwind.symcache import FORMAT, DemangledNames, SymbolCache, load_kernel_symbols, table_key
+from unwind.symcache import (
+    FORMAT,
+    DemangledNames,
+    LineResults,
+    SymbolCache,
+    line_key,
+    load_kernel_symbols,
+    table_key,
+)
 from unwind.symtab import StringSource, SymbolArrays, SymbolTable
 
 KALLSYMS = ROOT / "tests" / "fixtures" / "kallsyms" / "sample.txt"
@@ -393,3 +405,96 @@ def test_demangled_names_round_trip_merge_and_follow_their_table(tmp_path: Path)
     ]
     # another table under the same key (another CRC): not its names
     assert DemangledNames(cache, "k", 124).get([5, 6]) == [None, None]
+
+
+# -- DWARF answers (--lines) ----------------------------------------------------------------------------
+
+DEEP = [
+    SourceFrame("hdr_mix", "/src/inline.h", 3, True),
+    SourceFrame("add3", "/src/inline.c", 9, True),
+    SourceFrame("outer", "/src/inline.c", 40, False),
+]
+ODD = [SourceFrame(None, "/src/ü\udcff.c", None, False), SourceFrame("f", None, 0, False)]
+
+
+def test_line_results_round_trip_and_merge(tmp_path: Path) -> None:
+    cache = SymbolCache(str(tmp_path))
+    kept = cache.line_results("k")
+    assert kept.get([0x1000, 0x2000]) == [None, None]
+    kept.add(0x2000, DEEP)
+    kept.add(0x1000, [])  # DWARF has nothing there: an answer too
+    kept.add(0x1800, ODD)  # no name, no file, no line; a file name that is not UTF-8
+    assert kept.get([0x2000, 0x3000]) == [DEEP, None]  # before the save: this run's
+    kept.save()
+    again = cache.line_results("k")
+    assert again.get([0x3000, 0x2000, 0x1000, 0x1800, 0x2000]) == [None, DEEP, [], ODD, DEEP]
+    again.add(0x1400, DEEP[1:])
+    again.add(0x2000, ODD)  # kept before: the old answer stays (it is the same DWARF)
+    again.save()  # merged with what was there, in address order
+    third = cache.line_results("k")
+    assert third.get([0x1000, 0x1400, 0x1800, 0x2000, 0]) == [[], DEEP[1:], ODD, DEEP, None]
+    assert cache.line_results("other").get([0x2000]) == [None]
+    entry = tmp_path / f"symbols-v{FORMAT}" / "k.lin"
+    strings = {t for f in DEEP + ODD for t in (f.function, f.file) if t}
+    blob = sum(len(t.encode(errors="surrogateescape")) for t in strings)
+    assert (
+        entry.stat().st_size == 48 + 4 * 16 + 7 * 48 + blob
+    )  # header, 4 addresses, 7 rows: each string once
+
+
+def test_line_results_keep_no_malformed_answer(tmp_path: Path) -> None:
+    kept = SymbolCache(str(tmp_path)).line_results("k")
+    kept.add(0x10, [SourceFrame("f", "a.c", 2**64, False)])  # a line DWARF can encode, no i64 holds
+    kept.add(2**64, DEEP)
+    kept.add(0x20, DEEP)
+    kept.save()
+    assert SymbolCache(str(tmp_path)).line_results("k").get([0x10, 0x20]) == [None, DEEP]
+
+
+def test_line_results_stop_growing_at_their_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LineResults, "MAX_ADDRESSES", 3)
+    kept = SymbolCache(str(tmp_path)).line_results("k")
+    for vaddr in range(5):
+        kept.add(vaddr, DEEP)
+    kept.save()
+    assert SymbolCache(str(tmp_path)).line_results("k").get(list(range(5))) == [DEEP] * 3 + [None] * 2
+
+
+@pytest.mark.parametrize("how", ["truncated", "old-format", "garbage", "empty", "header-only"])
+def test_damaged_line_results_are_a_miss(tmp_path: Path, how: str) -> None:
+    cache = SymbolCache(str(tmp_path))
+    kept = cache.line_results("k")
+    kept.add(0x2000, DEEP)
+    kept.save()
+    corrupt(tmp_path / f"symbols-v{FORMAT}" / "k.lin", how)
+    assert cache.line_results("k").get([0x2000]) == [None]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), max_size=8))
+def test_line_results_with_any_arrays_never_raise(tmp_path: Path, edits: list[tuple[int, int]]) -> None:
+    """An entry whose CRC is right but whose arrays are not what ``save`` writes (unsorted addresses, rows
+    past the end, strings outside the blob) is a miss or valid answers, never an exception."""
+    cache = SymbolCache(str(tmp_path / "fuzz"))
+    kept = cache.line_results("k")
+    kept.add(0x2000, DEEP)
+    kept.add(0x1000, ODD)
+    kept.save()
+    entry = tmp_path / "fuzz" / f"symbols-v{FORMAT}" / "k.lin"
+    data = bytearray(entry.read_bytes())
+    for at, value in edits:
+        data[48 + at % (len(data) - 48)] = value
+    n, m = struct.unpack_from("<QQ", data, 24)  # header: magic, format, crc, kind, n, m, blob length
+    struct.pack_into("<I", data, 12, zlib.crc32(data[16 : 48 + 8 * (2 * n + 6 * m)]))  # the CRC made right
+    entry.write_bytes(bytes(data))
+    got = cache.line_results("k").get([0x1000, 0x2000, 0])
+    assert all(g is None or all(isinstance(f, SourceFrame) for f in g) for g in got)
+
+
+def test_line_keys_follow_their_dwarf() -> None:
+    bid = bytes(range(20))
+    assert line_key(bid, None, "self") != line_key(bid, None, "debug")
+    assert line_key(bid, None, "debug") == line_key(bid, "/x\0 1\0 2", "debug")  # by build-id alone
+    assert line_key(None, "/x\0 1\0 2", "self") is not None
+    assert line_key(None, "/x\0 1\0 2", "debug") is None  # a debug file found by name: not keyed
+    assert line_key(bid, None, "self") != table_key(bid, None, ("self",))
