@@ -172,23 +172,8 @@ def _symbolize_profile(raw: RawProfile, symbolizer: Symbolizer, meta: ProfileMet
     kernel_stacks = list(dict.fromkeys(s.kernel_ips for s in raw.stacks if s.kernel_status is StackStatus.OK))
     loading = _load_kernel_meanwhile(symbolizer) if kernel_stacks else None
     for (pid, gen), stacks in _distinct_user_stacks(raw).items():
-        if lines:
-            user_frames[(pid, gen)] = {
-                ips: tuple(
-                    reversed(
-                        [
-                            f
-                            for inner_first in symbolizer.symbolize_user_lines(pid, ips, gen)
-                            for f in inner_first
-                        ]
-                    )
-                )
-                for ips in stacks
-            }
-            users.update(f.module for frames in user_frames[(pid, gen)].values() for f in frames)
-        else:
-            user_frames[(pid, gen)], found = user_frames_of_stacks(symbolizer, pid, gen, stacks)
-            users.update(map(MODULE_OF, found))
+        user_frames[(pid, gen)], found = user_frames_of_stacks(symbolizer, pid, gen, stacks, lines)
+        users.update(map(MODULE_OF, found))
     if loading is not None:
         loading.join()
     kernel_frames, found = frames_of_stacks(kernel_stacks, symbolizer.symbolize_kernel_addrs)
@@ -243,36 +228,91 @@ def frames_of_stacks(
     it takes a few ms, where a Python loop per address took tens."""
     if not stacks:
         return {}, []
+    layout = _layout(stacks)
+    if layout is None:  # not 64-bit addresses (a damaged saved recording)
+        looked_up, distinct = _looked_up_slowly(stacks)
+        found = lookup(distinct)
+        by_addr = dict(zip(distinct, found, strict=True))
+        return {ips: tuple(map(by_addr.__getitem__, reversed(a))) for ips, a in looked_up.items()}, found
+    unique, root_first, bounds = layout
+    found = lookup(unique)
+    # A stack's frames are one slice of one tuple of them all, gathered in C by an itemgetter.
+    per_addr = _gather(found, root_first)
+    return {ips: per_addr[lo:hi] for ips, (lo, hi) in zip(stacks, bounds, strict=True)}, found
+
+
+def expanded_frames_of_stacks(
+    stacks: list[tuple[int, ...]], lookup: Callable[[list[int]], list[list[Frame]]]
+) -> tuple[dict[tuple[int, ...], tuple[Frame, ...]], list[Frame]]:
+    """``frames_of_stacks`` where ``lookup`` gives each address a list of frames, innermost first (its
+    inlined calls, then the function: ``Symbolizer.symbolize_user_lines_addrs``): a stack's frames are
+    every address's, root first. Also every frame ``lookup`` returned."""
+    if not stacks:
+        return {}, []
+    layout = _layout(stacks)
+    if layout is None:
+        looked_up, distinct = _looked_up_slowly(stacks)
+        found = lookup(distinct)
+        by_addr = dict(zip(distinct, found, strict=True))
+        out = {
+            ips: tuple(itertools.chain.from_iterable(reversed(by_addr[x]) for x in reversed(a)))
+            for ips, a in looked_up.items()
+        }
+        return out, list(itertools.chain.from_iterable(found))
+    unique, root_first, bounds = layout
+    found = lookup(unique)
+    outer_first = [tuple(reversed(inner_first)) for inner_first in found]
+    per_addr = _gather(outer_first, root_first)
+    chain = itertools.chain.from_iterable
+    return (
+        {ips: tuple(chain(per_addr[lo:hi])) for ips, (lo, hi) in zip(stacks, bounds, strict=True)},
+        list(chain(found)),
+    )
+
+
+def _layout(stacks: list[tuple[int, ...]]) -> tuple[list[int], list[int], list[tuple[int, int]]] | None:
+    """The distinct looked-up addresses of leaf-first ``stacks`` (the leaf as is, return addresses at
+    ip - 1, modulo 2**64), sorted; for the stacks laid end to end, each root first, the index of each
+    position's address among them; and each stack's [start, end) there. None when some address does not
+    fit in 64 bits."""
     import numpy as np  # not at import: the CLI imports this module before sampling starts
 
     lens = np.fromiter(map(len, stacks), np.int64, len(stacks))
     total = int(lens.sum())
     try:
         flat = np.fromiter(itertools.chain.from_iterable(stacks), np.uint64, total)
-    except (OverflowError, ValueError):  # not 64-bit addresses (a damaged saved recording)
-        return _frames_of_stacks_slowly(stacks, lookup)
+    except (OverflowError, ValueError):
+        return None
     ends = np.cumsum(lens)
     starts = ends - lens
     return_addr = np.ones(total, np.uint64)
     return_addr[starts[lens > 0]] = 0
     flat -= return_addr  # wraps below 0, as the kernel's u64 addresses do
     unique, inverse = np.unique(flat, return_inverse=True)
-    found = lookup(unique.tolist())
-    # Each stack's slice turned root first (position p of [lo, hi) takes lo + hi - 1 - p), so that a
-    # stack's frames are one slice of one tuple of them all, gathered in C by an itemgetter.
+    # Each stack's slice turned root first: position p of [lo, hi) takes lo + hi - 1 - p.
     stack_of = np.repeat(np.arange(len(stacks)), lens)
     root_first = inverse[(starts + ends - 1)[stack_of] - np.arange(total)]
-    per_addr = _gather(found, root_first.tolist())
-    out = {}
-    for ips, lo, hi in zip(stacks, starts.tolist(), ends.tolist(), strict=True):
-        out[ips] = per_addr[lo:hi]
-    return out, found
+    return unique.tolist(), root_first.tolist(), list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def _looked_up_slowly(stacks: list[tuple[int, ...]]) -> tuple[dict[tuple[int, ...], list[int]], list[int]]:
+    """``_layout``'s work address by address, for addresses that do not fit in 64 bits: each stack's
+    looked-up addresses (leaf first), and the distinct ones."""
+    looked_up = {ips: [ip if pos == 0 else ip - 1 for pos, ip in enumerate(ips)] for ips in stacks}
+    return looked_up, list(dict.fromkeys(a for addrs in looked_up.values() for a in addrs))
 
 
 def user_frames_of_stacks(
-    symbolizer: Symbolizer, pid: int, gen: int, stacks: list[tuple[int, ...]]
+    symbolizer: Symbolizer, pid: int, gen: int, stacks: list[tuple[int, ...]], lines: bool = False
 ) -> tuple[dict[tuple[int, ...], tuple[Frame, ...]], list[Frame]]:
-    """``frames_of_stacks`` of the user stacks of process ``pid`` (image ``gen``): one symbolizer call."""
+    """``frames_of_stacks`` of the user stacks of process ``pid`` (image ``gen``): one symbolizer call.
+    With ``lines``, with source lines and inlined calls as frames of their own."""
+    if lines:
+
+        def lookup_lines(addrs: list[int]) -> list[list[Frame]]:
+            return symbolizer.symbolize_user_lines_addrs(pid, addrs, gen)
+
+        return expanded_frames_of_stacks(stacks, lookup_lines)
 
     def lookup(addrs: list[int]) -> list[Frame]:
         return symbolizer.symbolize_user_addrs(pid, addrs, gen)
@@ -280,22 +320,11 @@ def user_frames_of_stacks(
     return frames_of_stacks(stacks, lookup)
 
 
-def _gather(items: list[Frame], indices: list[int]) -> tuple[Frame, ...]:
+def _gather(items: list, indices: list[int]) -> tuple:
     """``tuple(items[i] for i in indices)``, in C (an itemgetter of them all)."""
     if len(indices) < 2:  # an itemgetter of one index returns the item, not a 1-tuple
         return tuple(items[i] for i in indices)
     return operator.itemgetter(*indices)(items)
-
-
-def _frames_of_stacks_slowly(
-    stacks: list[tuple[int, ...]], lookup: Callable[[list[int]], list[Frame]]
-) -> tuple[dict[tuple[int, ...], tuple[Frame, ...]], list[Frame]]:
-    """``frames_of_stacks`` address by address, for addresses that do not fit in 64 bits."""
-    lookups = {ips: [ip if pos == 0 else ip - 1 for pos, ip in enumerate(ips)] for ips in stacks}
-    addrs = list(dict.fromkeys(a for looked_up in lookups.values() for a in looked_up))
-    found = lookup(addrs)
-    by_addr = dict(zip(addrs, found, strict=True))
-    return {ips: tuple(map(by_addr.__getitem__, reversed(a))) for ips, a in lookups.items()}, found
 
 
 KERNEL_IMAGE = "[kernel.kallsyms]"  # the build-id key of vmlinux (the pprof mapping's name)

@@ -780,7 +780,13 @@ class Symbolizer:
         ``lines=True``, the list is ``[the symbolize_user frame]``. The outermost frame keeps the ELF
         symbol's name when DWARF's names the same function (an alias, a clone, or mangling apart).
         """
-        frames = self.symbolize_user(pid, ips, gen)
+        return self.symbolize_user_lines_addrs(pid, _lookup_addrs(ips), gen)
+
+    def symbolize_user_lines_addrs(self, pid: int, addrs: Sequence[int], gen: int = 0) -> list[list[Frame]]:
+        """``symbolize_user_lines`` of addresses looked up as given: the batch form, as
+        ``symbolize_user_addrs`` is ``symbolize_user``'s (give every distinct address of many stacks of one
+        process in one call)."""
+        frames = self.symbolize_user_addrs(pid, addrs, gen)
         out = [[f] for f in frames]
         proc = self._procs.get((pid, gen))
         if not self._lines or proc is None:
@@ -789,7 +795,7 @@ class Symbolizer:
         for pos, frame in enumerate(frames):
             if frame.file_off is None or frame.module is None or frame.unknown not in _LINE_REASONS:
                 continue
-            module = self._module_at(proc, ips[pos] if pos == 0 else ips[pos] - 1)
+            module = self._module_at(proc, addrs[pos])
             if module is None:
                 continue
             cached = module.lines.get((frame.file_off, frame.module))

@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.workloads.build import build  # noqa: E402
 
@@ -31,18 +32,34 @@ BPFTRACE = shutil.which("bpftrace")
 TMP = Path(tempfile.mkdtemp(prefix="bpfprof-bench-"))
 
 
-def peak_rss_run(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall, peak RSS (KiB) and stdout of one command (stdout through a file: a pipe could fill)."""
-    with tempfile.TemporaryFile() as out:
+def peak_rss_tool() -> str:
+    """scripts/bench/peak_rss.c, built once: it runs a command and reports that command's own peak RSS."""
+    tool = TMP / "peak_rss"
+    if not tool.exists():
+        subprocess.run(["gcc", "-O2", "-o", str(tool), str(HERE / "peak_rss.c")], check=True)
+    return str(tool)
+
+
+def peak_rss_run(
+    cmd: list[str], env: dict[str, str] | None = None, with_stderr: bool = False
+) -> tuple[float, int, str]:
+    """Wall, peak RSS (KiB) and stdout (``with_stderr``: and stderr) of one command (through a file: a
+    pipe could fill).
+
+    The command runs under peak_rss (scripts/bench/peak_rss.c): ``wait4`` on a child of this Python
+    would report at least this Python's own RSS. Until 2026-12-07 it did; that floor (17 MB here) was
+    below every figure this script reported, and above some of a benchmark that imports numpy."""
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
         t = time.monotonic()
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
-        _, status, ru = os.wait4(p.pid, 0)
+        err = subprocess.STDOUT if with_stderr else subprocess.DEVNULL
+        status = subprocess.run([peak_rss_tool(), rss.name, *cmd], stdout=out, stderr=err, env=env).returncode
         wall = time.monotonic() - t
         out.seek(0)
         text = out.read().decode(errors="replace")
+        peak = int(rss.read().strip() or 0)
     if status != 0:
-        raise RuntimeError(f"{cmd[0]} failed (wait status {status})")
-    return wall, ru.ru_maxrss, text
+        raise RuntimeError(f"{cmd[0]} failed (exit {status}): {text[-2000:]}")
+    return wall, peak, text
 
 
 def attach_latency(stamp: Path) -> dict[str, float]:

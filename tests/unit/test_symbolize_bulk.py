@@ -383,6 +383,40 @@ def test_symbolize_profile_calls_once_per_process_and_matches_per_stack(
     assert final.samples == profile.samples
 
 
+@pytest.mark.parametrize("wide", [False, True])
+def test_symbolize_profile_with_lines_calls_once_per_process_and_matches_per_stack(
+    libc_addresses: list[int], monkeypatch: pytest.MonkeyPatch, wide: bool
+) -> None:
+    """``--lines``: one ``symbolize_user_lines_addrs`` call for the process, each stack's frames (inlined
+    calls included, root first) those of a ``symbolize_user_lines`` call of its own; also with an
+    address that does not fit in 64 bits (``wide``: a damaged saved recording), looked up one by one."""
+    raw = RawProfile()
+    ok, skipped = StackStatus.OK, StackStatus.SKIPPED
+    stacks = [tuple(libc_addresses[i : i + 10]) for i in range(0, 1000, 10)]
+    if wide:
+        stacks[3] = (*stacks[3][:5], 2**64 + 5, *stacks[3][6:])
+    for user in stacks:
+        raw.add(RawStack(PID, PID, "t", user, (), ok, skipped), 1, 100)
+    calls: list[int] = []
+    with Symbolizer(lines=True, cache=False, debuginfod=False) as sym:
+        real = sym.symbolize_user_lines_addrs
+        monkeypatch.setattr(sym, "symbolize_user_lines_addrs", lambda *a: calls.append(len(a[1])) or real(*a))
+        profile = symbolize_profile(raw, sym, ProfileMeta(), lines=True)
+    assert len(calls) == 1
+    assert calls[0] == len({a - (j > 0) for user in stacks for j, a in enumerate(user)})
+    with Symbolizer(lines=True, cache=False, debuginfod=False) as sym:
+        want = [
+            tuple(reversed([f for inner_first in sym.symbolize_user_lines(PID, user) for f in inner_first]))
+            for user in stacks
+        ]
+    got = [s.frames for s in profile.samples]
+    assert got == want
+    frames = [f for stack in got for f in stack]
+    assert sum(f.line is not None for f in frames) > 500  # libc's DWARF (libc6-dbg) was read
+    assert any(f.inlined for f in frames)
+    assert len(frames) > 1000  # inlined calls are frames of their own
+
+
 def _bucket_of(keys: np.ndarray) -> np.ndarray:
     """A lookup for lookup_unique's test: which of 15 buckets of 7 each key falls in."""
     return np.searchsorted(np.arange(0, 100, 7), keys)
