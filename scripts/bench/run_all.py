@@ -11,8 +11,9 @@ anchor), so a slow minute of the machine hits them alike; each figure is also gi
 its anchor (perf, the tool users compare with) measured in the same run. Sections: exec -> sampling
 latency; a 1 s system-wide profile to a written output (wall, peak RSS); CPU-bound throughput while
 sampling system-wide at 99 / 999 / 4999 Hz, frame pointers and DWARF; BPF cost per sample
-(kernel.bpf_stats_enabled); symbolization (scripts/bench/bench_symbolize.py) and DWARF unwinding
-(scripts/bench/bench_unwind.py) throughput; `bpfprof stat --by pid -a` against `perf stat -a`
+(kernel.bpf_stats_enabled); symbolization (scripts/bench/bench_symbolize.py), source lines beside
+addr2line (scripts/bench/bench_lines.py) and DWARF unwinding (scripts/bench/bench_unwind.py)
+throughput; `bpfprof stat --by pid -a` against `perf stat -a`
 (scripts/bench/bench_stat.py); RSS over a 10-minute system-wide run under a fork-heavy load
 (sampled every 10 s), bpfprof next to perf record and bpftrace running alongside. bcc's `profile` runs
 where it can; where it cannot (it compiles at start and needs the kernel's headers) it is listed as
@@ -373,6 +374,11 @@ def main() -> int:
     step("symbolization")
     lines += ["", "## Symbolization throughput", ""]
     lines += run_script("bench_symbolize.py", ["--runs", str(max(runs, 3))])
+    step("source lines")
+    lines += ["", "## Source lines (`--lines`) beside addr2line", ""]
+    lines += run_script(
+        "bench_lines.py", ["--runs", str(max(runs, 3)), "--seconds", "3" if args.quick else "10"]
+    )
     step("DWARF unwinding")
     lines += ["", "## DWARF unwinding throughput", ""]
     lines += run_script(
