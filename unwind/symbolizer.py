@@ -54,6 +54,8 @@ REFRESH_INTERVAL = 1.0
 _U64_MASK = 2**64 - 1
 # Errors that a damaged, vanished or replaced file can raise while it is parsed; all become a Reason.
 _FILE_ERRORS = (ElfError, OSError, ValueError)
+# A batch's addresses in one mapping: positions, file offsets, and those as uint64 (bulk path) or None.
+_Group = tuple[list[int], list[int], np.ndarray | None]
 # Frames that DWARF may add lines to: named ones, and unnamed ones in a readable ELF (DWARF may name them).
 _LINE_REASONS = (None, Reason.NO_SYMBOL)
 
@@ -469,16 +471,16 @@ class Symbolizer:
         """
         group = self._group_bulk if len(positions) >= self.bulk_min else self._group_each
         groups, missed = group(proc, positions, addrs)
-        for i, (group_positions, offs) in groups.items():
-            self._place_in_mapping(proc, proc.maps[i], group_positions, offs, frames)
+        for i, (group_positions, offs, offs_array) in groups.items():
+            self._place_in_mapping(proc, proc.maps[i], group_positions, offs, frames, offs_array)
         return missed
 
     @staticmethod
     def _group_each(
         proc: _Process, positions: list[int], addrs: Sequence[int]
-    ) -> tuple[dict[int, tuple[list[int], list[int]]], list[int]]:
-        """Per address (bisect): ({mapping index: (positions, file offsets)}, positions in no mapping)."""
-        groups: dict[int, tuple[list[int], list[int]]] = {}
+    ) -> tuple[dict[int, _Group], list[int]]:
+        """Per address (bisect): ({mapping index: (positions, file offsets, None)}, positions in none)."""
+        groups: dict[int, _Group] = {}
         missed = []
         starts, maps = proc.starts, proc.maps
         for pos in positions:
@@ -489,7 +491,7 @@ class Symbolizer:
                 continue
             group = groups.get(i)
             if group is None:
-                group = groups[i] = ([], [])
+                group = groups[i] = ([], [], None)
             group[0].append(pos)
             group[1].append(maps[i].to_file_offset(addr))
         return groups, missed
@@ -497,8 +499,9 @@ class Symbolizer:
     @staticmethod
     def _group_bulk(
         proc: _Process, positions: list[int], addrs: Sequence[int]
-    ) -> tuple[dict[int, tuple[list[int], list[int]]], list[int]]:
-        """``_group_each`` with numpy: one searchsorted over the mapping starts, one sort by mapping."""
+    ) -> tuple[dict[int, _Group], list[int]]:
+        """``_group_each`` with numpy: one searchsorted over the mapping starts, one sort by mapping. Each
+        group also has its file offsets as a uint64 array."""
         every = len(positions) == len(addrs)  # positions is then range(len(addrs)): see symbolize_user_addrs
         if every:
             looked_up = addrs if isinstance(addrs, list) else list(addrs)
@@ -509,10 +512,10 @@ class Symbolizer:
         i = np.searchsorted(starts, q, side="right").astype(np.int64) - 1
         safe = np.maximum(i, 0)
         inside = valid & (i >= 0) & (q < ends[safe])
-        pos_arr = np.asarray(positions, dtype=np.int64)
+        pos_arr = np.arange(len(addrs)) if every else np.asarray(positions, dtype=np.int64)
         missed = pos_arr[~inside].tolist()
         hit = np.flatnonzero(inside)
-        groups: dict[int, tuple[list[int], list[int]]] = {}
+        groups: dict[int, _Group] = {}
         if len(hit):
             # Input order kept within a mapping; a stable sort of small ints is a radix sort (linear).
             keys = i[hit].astype(np.int16 if len(proc.maps) < 2**15 else np.int64)
@@ -523,13 +526,20 @@ class Symbolizer:
             for lo, hi in itertools.pairwise(cuts):
                 k = int(in_map[lo])
                 group_offs = offs[lo:hi] + np.uint64(proc.maps[k].offset)
-                groups[k] = (pos_arr[order[lo:hi]].tolist(), group_offs.tolist())
+                groups[k] = (pos_arr[order[lo:hi]].tolist(), group_offs.tolist(), group_offs)
         return groups, missed
 
     def _place_in_mapping(
-        self, proc: _Process, m: Mapping, positions: list[int], offs: list[int], frames: list[Frame | None]
+        self,
+        proc: _Process,
+        m: Mapping,
+        positions: list[int],
+        offs: list[int],
+        frames: list[Frame | None],
+        offs_array: np.ndarray | None = None,
     ) -> None:
-        """Frames for the addresses at ``positions`` (file offsets ``offs``), all inside mapping ``m``.
+        """Frames for the addresses at ``positions`` (file offsets ``offs``, also as a uint64 array if
+        given), all inside mapping ``m``.
 
         An unnamed address in a mapping that is not executable gets ``Reason.NOT_CODE``, whatever else
         failed: no code runs there, so it is no return address (a frame-pointer walk through code built
@@ -565,7 +575,7 @@ class Symbolizer:
             handle.owner = image
         elif handle.owner != image:
             handle.shared = True
-        self._resolve(handle, m.path, positions, offs, frames, not_code)
+        self._resolve(handle, m.path, positions, offs, frames, not_code, offs_array)
 
     def _resolve(
         self,
@@ -575,10 +585,12 @@ class Symbolizer:
         offs: list[int],
         frames: list[Frame | None],
         unnamed: Reason | None = None,
+        offs_array: np.ndarray | None = None,
     ) -> None:
-        """Frames for file offsets ``offs`` of ``module`` mapped from ``path``: from the module's frames
-        (kept once it is shared), else looked up with one vectorised call (names found and demangled
-        once per symbol). ``unnamed``, if given, is the reason of every unnamed frame made here."""
+        """Frames for file offsets ``offs`` (``offs_array``: the same as uint64, if the caller has it) of
+        ``module`` mapped from ``path``: from the module's frames (kept once it is shared), else looked
+        up with one vectorised call (names found and demangled once per symbol). ``unnamed``, if given,
+        is the reason of every unnamed frame made here."""
         cache = module.frames.get(path)
         if cache is None:
             cache = {}
@@ -593,11 +605,12 @@ class Symbolizer:
         if len(todo) < len(got):
             positions = [positions[j] for j in todo]
             offs = [offs[j] for j in todo]
-        unique = list(dict.fromkeys(offs))  # a batch may repeat an address: one frame for it
+            offs_array = None
+        unique, keys, order = self._distinct(offs, offs_array)
         reason = self._load(module)
         if reason is None:
             try:
-                names, reasons = self._names_at(module, np.array(unique, np.uint64))
+                names, reasons = self._names_at(module, keys, order)
             except _FILE_ERRORS:
                 reason = Reason.BAD_ELF
         if reason is not None:
@@ -611,15 +624,31 @@ class Symbolizer:
             new = list(map(cache.__getitem__, offs))
         scatter(frames, positions, new)
 
+    def _distinct(
+        self, offs: list[int], offs_array: np.ndarray | None
+    ) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+        """The distinct file offsets of ``offs`` in first-seen order (a batch may repeat an address: one
+        frame for it), as a list and as uint64 keys, and for a big batch the keys' ascending order (for
+        ``_names_at``; None for a small one). A big batch is checked in that order: adjacent equal keys
+        (rarely any) are the only repeats, and a batch without them is used as it is."""
+        if len(offs) >= self.bulk_min:
+            keys = np.array(offs, np.uint64) if offs_array is None else offs_array
+            order = np.argsort(keys)
+            ordered = keys[order]
+            if not bool(np.any(ordered[1:] == ordered[:-1])):
+                return offs, keys, order
+        unique = list(dict.fromkeys(offs))
+        return unique, np.array(unique, np.uint64), None
+
     def _names_at(
-        self, module: _Module, offs: np.ndarray
+        self, module: _Module, offs: np.ndarray, order: np.ndarray | None = None
     ) -> tuple[Iterable[str | None], Iterable[Reason | None]]:
         """The (demangled) function name at each file offset of a loaded module (None where none is),
         and the reason of each unnamed one, as iterables (consumed once, by ``_make_frames``).
 
-        A big batch is looked up in address order (``lookup_unique``). The frames are still made in the
-        order given: the frames of a batch are read in that order again, and objects made in the order
-        they are read stay in cache.
+        A big batch is looked up in address order (``lookup_unique``; ``order``: the offsets' ascending
+        order if the caller has it). The frames are still made in the order given: the frames of a
+        batch are read in that order again, and objects made in the order they are read stay in cache.
         """
         elf, table = module.elf, module.table
         assert elf is not None
@@ -631,7 +660,8 @@ class Symbolizer:
             idx[~found] = -1
             return idx
 
-        uniq, inverse = lookup_unique(offs, symbol_indices, in_order=len(offs) >= self.bulk_min)
+        in_order = order is not None or len(offs) >= self.bulk_min
+        uniq, inverse = lookup_unique(offs, symbol_indices, in_order=in_order, order=order)
         named = module.names
         keys = uniq.tolist()
         new = list(itertools.filterfalse(named.__contains__, keys)) if named else keys
@@ -673,8 +703,8 @@ class Symbolizer:
         for i, name in zip(rest, found, strict=True):
             if name and (name.startswith(MANGLED_PREFIXES) or "@" in name):  # else it is kept as is
                 named[i] = out = demangle(name)
-                if kept is not None and out != name:
-                    kept.add(i, out)
+                if kept is not None:  # also a name left as it is (libLLVM 22 has 656 libstdc++ cannot
+                    kept.add(i, out)  # demangle): demangling it again each run cost 2.5 ms of 70
 
     def _jit_frame(self, proc: _Process, addr: int) -> Frame | None:
         """A frame named from the process's JIT perf map, or None (no map, or not covered)."""
