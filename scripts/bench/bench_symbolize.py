@@ -10,7 +10,11 @@
    and in memory with 100k new addresses (tables loaded, frames not yet cached). As a recording does
    it (``symbolize_profile`` of 2000 stacks of 50: one call per process and one for the kernel, then
    the Profile built, names demangled: what users get), and the raw calls alone: one
-   ``symbolize_user``/``symbolize_kernel`` call per stack, or per kind of address. Only symbolizing is
+   ``symbolize_user``/``symbolize_kernel`` call per stack (return addresses at ip - 1), or one
+   ``symbolize_user_addrs``/``symbolize_kernel_addrs`` call per kind of address, each looked up as
+   given (the symbolizer alone; until 2026-12-07 this row gave all 80k user addresses to one
+   ``symbolize_user`` call, as if one stack, which subtracted 1 from all but the first: ~5 ms of
+   work that ``symbolize_profile`` does in numpy, and no symbolizing). Only symbolizing is
    timed (the inputs are made before, the frames counted after). Cold runs include closing the
    Symbolizer, which writes what it learnt (tables, demangled names) to the disk cache. Between timed
    runs, untimed, the final profile's freeze is undone and garbage collected (``settle``): each run
@@ -39,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -174,13 +179,25 @@ def raw_profile(user: list[list[int]], kernel: list[list[int]]) -> RawProfile:
     return raw
 
 
-# What one timed call symbolizes: a RawProfile (the recording path), or user and kernel stacks.
-Work = RawProfile | tuple[list[list[int]], list[list[int]]]
+@dataclass(frozen=True)
+class Addresses:
+    """Every user address and every kernel address, each looked up as given: one call per kind."""
+
+    user: list[int]
+    kernel: list[int]
 
 
-def work_for(user: list[list[int]], kernel: list[list[int]], profile: bool) -> Work:
-    """The input of ``symbolize_all``, made before the clock starts (building it is not symbolizing)."""
-    return raw_profile(user, kernel) if profile else (user, kernel)
+# What one timed call symbolizes: a RawProfile (the recording path), user and kernel stacks (a call
+# each), or the addresses (a call per kind).
+Work = RawProfile | tuple[list[list[int]], list[list[int]]] | Addresses
+
+
+def work_for(user: list[list[int]], kernel: list[list[int]], mode: str) -> Work:
+    """The input of ``symbolize_all`` in ``mode`` (profile, stacks or addresses), made before the clock
+    starts (building it is not symbolizing)."""
+    if mode == "profile":
+        return raw_profile(user, kernel)
+    return (user, kernel) if mode == "stacks" else Addresses(flat(user), flat(kernel))
 
 
 def settle() -> None:
@@ -194,13 +211,17 @@ def settle() -> None:
 
 def symbolize_all(sym: Symbolizer, work: Work) -> Profile | list[list[Frame]]:
     """Symbolize ``work``: a RawProfile through ``symbolize_profile`` (one call per process and one for
-    the kernel, then the Profile of root-first Samples: what ``bpfprof record`` does), else one
-    ``symbolize_user``/``symbolize_kernel`` call per stack. Returns what they made, as they made it
-    (flattening 100k frames into one list would cost more than looking half of them up)."""
+    the kernel, then the Profile of root-first Samples: what ``bpfprof record`` does), addresses with
+    one ``symbolize_user_addrs`` and one ``symbolize_kernel_addrs`` call, else one
+    ``symbolize_user``/``symbolize_kernel`` call per stack (its return addresses at ip - 1). Returns
+    what they made, as they made it (flattening 100k frames into one list would cost more than looking
+    half of them up)."""
     if isinstance(work, RawProfile):  # final: as record's and report's last profile (gc frozen)
         return symbolize_profile(work, sym, ProfileMeta(), final=True)
-    user, kernel = work
     pid = os.getpid()
+    if isinstance(work, Addresses):
+        return [sym.symbolize_user_addrs(pid, work.user), sym.symbolize_kernel_addrs(work.kernel)]
+    user, kernel = work
     return [sym.symbolize_user(pid, stack) for stack in user] + [sym.symbolize_kernel(s) for s in kernel]
 
 
@@ -252,22 +273,20 @@ def main() -> None:
     print(f"\n== {n} distinct addresses (40% libc, 40% {os.path.basename(big)}, 20% kernel)")
     # The tables alone: one address in each of libc, the big library and the kernel.
     probe = ([[user[0][0]], [next(a for st in user for a in st if a >= big_start)]], [[kernel[0][0]]])
-    loads = phases(*probe, *probe, args.runs, False, demangle=False)
+    loads = phases(*probe, *probe, args.runs, "stacks", demangle=False)
     print(f"{'loading the 3 tables':34} cold {ms(loads['cold'])}   from cache {ms(loads['from cache'])}")
     configs = [
-        ("profile, demangled (default)", {}, True, user, kernel, user2, kernel2),
-        ("profile, demangle=False", {"demangle": False}, True, user, kernel, user2, kernel2),
-        ("a call per stack, demangle=False", {"demangle": False}, False, user, kernel, user2, kernel2),
-        ("a call per kind, demangled", {}, False, [flat(user)], [flat(kernel)], [flat(user2)],
-         [flat(kernel2)]),
-        ("a call per kind, demangle=False", {"demangle": False}, False, [flat(user)], [flat(kernel)],
-         [flat(user2)], [flat(kernel2)]),
-    ]  # fmt: skip
+        ("profile, demangled (default)", {}, "profile"),
+        ("profile, demangle=False", {"demangle": False}, "profile"),
+        ("a call per stack, demangle=False", {"demangle": False}, "stacks"),
+        ("a call per kind, demangled", {}, "addresses"),
+        ("a call per kind, demangle=False", {"demangle": False}, "addresses"),
+    ]
     print(f"({args.clock} time, median of {args.runs})")
     print(f"{'':34} {'cold':>11} {'from cache':>11} {'in memory':>11} {'new addrs':>11}")
     print(f"{'targets':34} {ms(TARGETS['cold'])} {ms(TARGETS['from cache'])} {ms(TARGETS['in memory'])}")
-    for label, options, profile, u1, k1, u2, k2 in configs:
-        r = phases(u1, k1, u2, k2, args.runs, profile, **options)
+    for label, options, mode in configs:
+        r = phases(user, kernel, user2, kernel2, args.runs, mode, **options)
         print(
             f"{label:34} " + " ".join(ms(r[k]) for k in ("cold", "from cache", "in memory", "new addresses"))
         )
@@ -280,7 +299,7 @@ def phases(
     user2: list[list[int]],
     kernel2: list[list[int]],
     runs: int,
-    profile: bool,
+    mode: str,
     **options: bool,
 ) -> dict[str, float]:
     """Median seconds of: cold (empty disk cache), from cache (new Symbolizer, warm disk cache), in
@@ -288,7 +307,7 @@ def phases(
 
     Cold includes closing the Symbolizer (it writes the disk cache); the others stop before it."""
     cold, warm, memory, fresh = [], [], [], []
-    work, work2 = work_for(user, kernel, profile), work_for(user2, kernel2, profile)
+    work, work2 = work_for(user, kernel, mode), work_for(user2, kernel2, mode)
     with tempfile.TemporaryDirectory() as home:
         for i in range(runs):  # each cold run starts from an empty cache
             cache = SymbolCache(os.path.join(home, str(i)))
