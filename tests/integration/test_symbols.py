@@ -68,6 +68,31 @@ def test_container_binary_at_a_path_the_host_lacks(tmp_path: Path) -> None:
     assert named / sum(stacks.values()) > 0.95
 
 
+def test_container_with_its_own_mount_and_pid_namespace(tmp_path: Path) -> None:
+    """A process in a mount and PID namespace of its own runs a private copy of its binary, on a tmpfs
+    mounted only there: the path its maps name does not exist on the host (an empty directory there),
+    so the binary can only be read through /proc/PID/map_files or /proc/PID/root."""
+    app = build("cpu_split", [*FP_FLAGS, "-static"], suffix="-static")
+    box = tmp_path / "box"
+    (box / "mnt").mkdir(parents=True)
+    shutil.copy(app, box / "app.copy")
+    # The directory is bound onto itself and made private first: its mounts then stay in the namespace
+    # (unshare's own --propagation private needs / to be a mount point, which a chroot's is not).
+    script = (
+        'set -e; d="$0"; mount --bind "$d" "$d"; mount --make-private "$d"; '
+        'mount -t tmpfs bpfprof-ctr "$d/mnt"; cp "$d/app.copy" "$d/mnt/app"; exec "$d/mnt/app" "$@"'
+    )
+    ns = ["unshare", "--mount", "--propagation", "unchanged", "--pid", "--fork", "sh", "-c", script, str(box)]
+    out = tmp_path / "ns.folded"
+    r = bpfprof("record", "-F", "499", "-o", str(out), "--", *ns, "split", "2")
+    assert r.returncode == 0, r.stderr
+    assert list((box / "mnt").iterdir()) == []  # nothing there on the host
+    stacks = {s: c for s, c in read_folded(out).items() if s[0] == "app"}
+    assert sum(stacks.values()) > 500, r.stderr
+    named = sum(c for s, c in stacks.items() if "func_a" in s or "func_b" in s or "func_c" in s)
+    assert named / sum(stacks.values()) > 0.95, r.stderr
+
+
 def test_container_jit_map_with_namespace_pid(tmp_path: Path) -> None:
     """A JIT in its own PID namespace and root writes /tmp/perf-1.map there: found through
     /proc/PID/root with its namespace pid."""
