@@ -407,6 +407,12 @@ class DwarfInfo:
             s.name in (".debug_info", ".zdebug_info") and s.has_data and s.size > 0 for s in elf.sections
         )
 
+    @property
+    def unreadable(self) -> bool:
+        """True once a lookup found the DWARF unreadable as a whole (no ``.debug_info``, a section that
+        cannot be decompressed, malformed ``.debug_aranges``): every answer is then ``[]``."""
+        return self._loaded and self._broken
+
     def lookup(self, elf_vaddr: int) -> list[SourceFrame]:
         """Source frames of the code at ``elf_vaddr``, innermost (inlined leaf) first, the containing
         out-of-line function last; ``[]`` when DWARF has nothing for the address or is malformed."""

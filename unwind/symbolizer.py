@@ -857,9 +857,12 @@ class Symbolizer:
         missing = [pos for pos, found in enumerate(out) if found is None]
         if missing:
             looked_up = [vaddrs[pos] for pos in missing]
-            for pos, vaddr, found in zip(missing, looked_up, dwarf.lookup_many(looked_up), strict=True):
+            answers = dwarf.lookup_many(looked_up)
+            keep = not dwarf.unreadable  # a damaged file's empty answers are not the build-id's
+            for pos, vaddr, found in zip(missing, looked_up, answers, strict=True):
                 out[pos] = found
-                kept.add(vaddr, found)
+                if keep:
+                    kept.add(vaddr, found)
         return out  # type: ignore[return-value]  # every slot is filled
 
     def _module_at(self, proc: _Process, addr: int) -> _Module | None:

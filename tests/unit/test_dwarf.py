@@ -13,6 +13,7 @@ import os
 import random
 import re
 import shutil
+import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -446,6 +447,46 @@ def test_a_second_run_takes_dwarf_answers_from_the_disk_cache(
     read.clear()
     assert run(more) == expected
     assert read == []
+
+
+def _with_flags(path: Path, section: str, flags: int, out: Path) -> Path:
+    """A copy of the ELF file ``path`` with ``flags`` added to the sh_flags of ``section``."""
+    data = bytearray(path.read_bytes())
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    strtab_off = struct.unpack_from("<Q", data, shoff + shstrndx * shentsize + 0x18)[0]
+    for i in range(shnum):
+        header = shoff + i * shentsize
+        name_at = strtab_off + struct.unpack_from("<I", data, header)[0]
+        if data[name_at : data.index(0, name_at)].decode() == section:
+            (old,) = struct.unpack_from("<Q", data, header + 8)
+            struct.pack_into("<Q", data, header + 8, old | flags)
+            out.write_bytes(bytes(data))
+            return out
+    raise AssertionError(f"no {section} in {path}")
+
+
+def test_answers_of_unreadable_dwarf_are_not_kept(progs: Path, tmp_path: Path, spawn: Spawn) -> None:
+    """A debug file whose DWARF cannot be read (its .debug_info claims to be compressed and is not)
+    gives no lines, and keeps no answers for its build-id: a good debug file later gives them."""
+    with ElfFile.open(progs / "inline_stripped") as elf:
+        hexid = (elf.build_id or b"").hex()
+    where = tmp_path / "debug" / ".build-id" / hexid[:2] / f"{hexid[2:]}.debug"
+    where.parent.mkdir(parents=True)
+    _with_flags(progs / "inline5.debug", ".debug_info", 0x800, where)  # SHF_COMPRESSED
+    child = spawn(progs / "inline_stripped")
+    base = child.outer - nm_value(progs / "inline5", "outer")
+    leaf, _ = probes(progs)
+    cache = SymbolCache(str(tmp_path / "cache"))
+
+    def run() -> list[Frame]:
+        with Symbolizer(lines=True, cache=cache, debuginfod=False, debug_dirs=[str(tmp_path / "debug")],
+                        default_debug_dirs=()) as sym:  # fmt: skip
+            return sym.symbolize_user_lines(child.pid, [base + leaf])[0]
+
+    assert [f.line for f in run()] == [None]
+    shutil.copy(progs / "inline5.debug", where)
+    assert [f.name for f in run()] == [*INLINED, "outer"]
 
 
 def test_lines_off_gives_the_symbol_frames(progs: Path, spawn: Spawn) -> None:
