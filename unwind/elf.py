@@ -6,6 +6,7 @@ input raises ``ElfError`` (never IndexError, a hang, or a read past the end).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import mmap
 import os
@@ -54,6 +55,7 @@ _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")  # Elf64_Ehdr, 64 bytes
 _PHDR = struct.Struct("<IIQQQQQQ")  # Elf64_Phdr, 56 bytes
 _SHDR = struct.Struct("<IIQQQQIIQQ")  # Elf64_Shdr, 64 bytes
 _NHDR = struct.Struct("<III")  # Elf64_Nhdr: namesz, descsz, type
+_RELEASE_MIN = 1 << 20  # reads of a mapped file at least this big give their pages back (ElfFile._release)
 SYM_DTYPE = np.dtype(
     [
         ("st_name", "<u4"),
@@ -212,7 +214,21 @@ class ElfFile:
             raise ElfError(
                 f"{what} at offset {off:#x} size {size:#x} is past the end of the file ({len(self._data):#x})"
             )
-        return bytes(self._data[off : off + size])
+        out = bytes(self._data[off : off + size])
+        if size >= _RELEASE_MIN and isinstance(self._data, mmap.mmap):
+            self._release(off, size)
+        return out
+
+    def _release(self, off: int, size: int) -> None:
+        """Drop the mapped pages of a big read from this process's RSS once they are copied out: the
+        copy is what is used, and the pages would count twice (a debug file's uncompressed DWARF: 12 MB
+        of libpython's). The file is mapped read-only, so nothing is lost: a later read faults them in
+        again from the page cache."""
+        start = -(-off // mmap.PAGESIZE) * mmap.PAGESIZE
+        end = (off + size) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > start:
+            with contextlib.suppress(OSError, ValueError):  # only a hint
+                self._data.madvise(mmap.MADV_DONTNEED, start, end - start)  # type: ignore[union-attr]
 
     def _parse_headers(self) -> None:
         data = self._data

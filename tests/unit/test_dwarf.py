@@ -271,6 +271,26 @@ def symbol_addresses(path: str) -> dict[str, int]:
     return out
 
 
+def test_lookup_many_parses_each_unit_once_however_few_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Addresses of many libc compile units in random order, with 4 units kept: each unit hit is parsed
+    once (its addresses are looked up together), and the answers are those of single lookups."""
+    debug = libc_debug_file()
+    lo, hi = text_range(debug)
+    addrs = random.Random(11).sample(range(lo, hi), 300)
+    parsed: list[int] = []
+    real = DwarfInfo._line_table
+    monkeypatch.setattr(
+        DwarfInfo, "_line_table", lambda self, unit: parsed.append(unit.offset) or real(self, unit)
+    )
+    with ElfFile.open(debug) as elf:
+        got = DwarfInfo(elf, max_units=4).lookup_many(addrs)
+        # (a unit whose code lies in two places, .text and .text.unlikely, can be parsed twice)
+        assert len(set(parsed)) > 100
+        assert len(parsed) <= len(set(parsed)) * 1.05  # in input order: ~300 parses
+        alone = DwarfInfo(elf)
+        assert got == [alone.lookup(a) for a in addrs]
+
+
 def test_libc_sample_matches_addr2line() -> None:
     debug = libc_debug_file()
     lo, hi = text_range(debug)

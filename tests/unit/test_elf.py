@@ -211,6 +211,32 @@ def test_addr2line_agrees(fx: Path) -> None:
         assert elf.symbols().lookup(np.array(probes, dtype=np.uint64)) == expected
 
 
+def _mapped_rss_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, ours = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            ours = line.rstrip().endswith(" " + str(path))
+        elif ours and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_a_big_read_gives_the_mapped_pages_back(fx: Path, tmp_path: Path) -> None:
+    """A section of 4 MiB read from a mapped file is copied out, and its pages leave the process's RSS
+    (they would count twice); the copy is exact, and a second read faults them in again."""
+    blob = tmp_path / "blob"
+    blob.write_bytes(random.Random(3).randbytes(4 << 20))
+    big = tmp_path / "big.elf"
+    run("objcopy", "--add-section", f".bpfprof_big={blob}", fx / "prog", big)
+    with ElfFile.open(big) as elf:
+        sec = elf.section(".bpfprof_big")
+        assert sec is not None
+        assert elf.section_data(sec) == blob.read_bytes()
+        assert _mapped_rss_kib(big) < 1024  # of the 4096 KiB just read
+        assert elf.section_data(sec) == blob.read_bytes()
+
+
 def test_stripped_has_no_local_functions(fx: Path) -> None:
     with ElfFile.open(fx / "prog_stripped") as elf:
         assert not elf.has_symtab
