@@ -299,28 +299,79 @@ class SymbolCache:
                         os.unlink(entry.path)
 
 
-class DemangledNames:
-    """The demangled names of one cached symbol table, by symbol index (``{key}.dem``, kind 3).
+class _KeptAnswers:
+    """An entry of answers kept from run to run, by sorted u64 key: read at the first lookup (``_load``);
+    answers found since are collected in ``_new``; ``save`` writes the old and new ones together
+    (atomically, ``_write_merged``) when there are new ones, and the entry is read again at the next
+    lookup. A damaged or inconsistent entry is a miss, as a missing one is."""
 
-    Read at first ``get``; ``add`` collects names demangled since; ``save`` writes the old and new ones
-    together (atomically) when there are new ones. An entry whose ``m`` is not the CRC of the table
-    entry it was made for (the table was written again) is a miss, as a damaged one is.
+    def __init__(self, cache: SymbolCache, name: str) -> None:
+        self._cache = cache
+        self._name = name
+        self._mm: mmap.mmap | None = None
+        self._new: dict[int, object] = {}
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what was read (``_load`` reads it again)."""
+        self._loaded = False
+        self._mm = None
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def _entry(self, kind: int) -> tuple[mmap.mmap, int, int, int, int, int, int] | None:
+        """The entry, mapped and checked (``SymbolCache._map``), or None; it counts as read either way."""
+        self._loaded = True
+        return self._cache._map(self._name, kind)
+
+    def _write_merged(self) -> None:
+        raise NotImplementedError
+
+    def _lookup_start(self, keys: list[int]) -> list:
+        """The answers of ``keys`` found since the last save (None elsewhere), the entry read first."""
+        if not self._loaded:
+            self._load()
+        return [self._new.get(k) for k in keys] if self._new else [None] * len(keys)
+
+    @staticmethod
+    def _found(stored: np.ndarray, keys: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Where ``keys`` are in the sorted ``stored`` keys: the positions in ``keys`` found, and their
+        rows in ``stored``."""
+        q = np.asarray(keys, np.uint64)
+        safe = np.minimum(np.searchsorted(stored, q), len(stored) - 1)
+        hit = np.flatnonzero(stored[safe] == q)
+        return hit, safe[hit]
+
+    def save(self) -> None:
+        """Write the kept answers with the new ones, if there are new ones; failures only cost speed."""
+        if not self._new:
+            return
+        if not self._loaded:
+            self._load()
+        self._write_merged()
+        self._new.clear()
+        self._forget()
+
+
+class DemangledNames(_KeptAnswers):
+    """The demangled names of one cached symbol table, by symbol index (``{key}.dem``, kind 3); see
+    ``_KeptAnswers``. An entry whose ``m`` is not the CRC of the table entry it was made for (the table
+    was written again) is a miss.
     """
 
     def __init__(self, cache: SymbolCache, key: str, table_crc: int) -> None:
-        self._cache = cache
-        self._name = key + ".dem"
         self._crc = table_crc
-        self._loaded = False
-        self._mm: mmap.mmap | None = None
+        super().__init__(cache, key + ".dem")
+
+    def _forget(self) -> None:
+        super()._forget()
         self._indices = np.zeros(0, np.uint64)
         self._starts = self._ends = self._indices
         self._blob_at = 0
-        self._new: dict[int, str] = {}
 
     def _load(self) -> None:
-        self._loaded = True
-        found = self._cache._map(self._name, _KIND_DEMANGLED)
+        found = self._entry(_KIND_DEMANGLED)
         if found is None:
             return
         mm, n, m, arrays_at, blob_at, blob_len, _crc = found
@@ -338,29 +389,19 @@ class DemangledNames:
 
     def get(self, indices: list[int]) -> list[str | None]:
         """The kept name of each symbol index (None where none is kept)."""
-        if not self._loaded:
-            self._load()
-        out: list[str | None] = [self._new.get(i) for i in indices] if self._new else [None] * len(indices)
+        out: list[str | None] = self._lookup_start(indices)
         if self._mm is None or not len(self._indices) or not indices:
             return out
-        q = np.asarray(indices, np.uint64)
-        at = np.searchsorted(self._indices, q)
-        safe = np.minimum(at, len(self._indices) - 1)
-        hit = np.flatnonzero(self._indices[safe] == q)
+        hit, rows = self._found(self._indices, indices)
         base = np.uint64(self._blob_at)
-        starts, ends = (self._starts[safe[hit]] + base).tolist(), (self._ends[safe[hit]] + base).tolist()
+        starts, ends = (self._starts[rows] + base).tolist(), (self._ends[rows] + base).tolist()
         return scatter(out, hit.tolist(), decode_ranges(self._mm, starts, ends, "surrogateescape"))
 
     def add(self, index: int, name: str) -> None:
         """Keep ``name`` as the demangled name of symbol ``index`` (written by ``save``)."""
         self._new[index] = name
 
-    def save(self) -> None:
-        """Write the kept names with the new ones, if there are new ones; failures only cost speed."""
-        if not self._new:
-            return
-        if not self._loaded:
-            self._load()
+    def _write_merged(self) -> None:
         new_idx = np.fromiter(self._new, np.uint64, len(self._new))
         raw = [name.encode(errors="surrogateescape") for name in self._new.values()]
         lens = np.fromiter(map(len, raw), np.uint64, len(raw))
@@ -375,37 +416,30 @@ class DemangledNames:
         arrays = [_u64(indices), _u64(starts[first]), _u64(ends[first])]
         blob = [old_blob, b"".join(raw)]  # two writes, not one per name (14k for a cold libLLVM)
         self._cache._write(self._name, _KIND_DEMANGLED, len(indices), self._crc, arrays, blob)
-        self._new.clear()
-        self._loaded = False  # read again (the new entry) at the next get
-        self._mm = None
 
 
-class LineResults:
+class LineResults(_KeptAnswers):
     """What DWARF said of addresses of one binary, by ELF vaddr (``{key}.lin``, kind 4): for each, the
-    ``SourceFrame`` list of ``DwarfInfo.lookup`` (innermost first; empty when DWARF has nothing there).
-
-    Read at first ``get``; ``add`` collects results found since; ``save`` writes the old and new ones
-    together (atomically) when there are new ones. Nothing here depends on demangling: names are DWARF's.
-    A damaged or inconsistent entry is a miss, as a missing one is. At most ``MAX_ADDRESSES`` are kept.
+    ``SourceFrame`` list of ``DwarfInfo.lookup`` (innermost first; empty when DWARF has nothing there);
+    see ``_KeptAnswers``. Nothing here depends on demangling: names are DWARF's. At most
+    ``MAX_ADDRESSES`` are kept.
     """
 
     MAX_ADDRESSES = 1 << 20  # ~60 MB of entry; no binary's profiles hit so many distinct addresses
 
     def __init__(self, cache: SymbolCache, key: str) -> None:
-        self._cache = cache
-        self._name = key + ".lin"
-        self._loaded = False
-        self._mm: mmap.mmap | None = None
+        super().__init__(cache, key + ".lin")
+
+    def _forget(self) -> None:
+        super()._forget()
         self._vaddrs = np.zeros(0, np.uint64)
         self._row_ends = self._vaddrs
         self._rows = np.zeros((6, 0), np.int64)  # func start, end, file start, end, line, inlined
         self._blob_at = self._blob_len = 0
-        self._strings: dict[tuple[int, int], str] = {}  # decoded once per run: files and functions repeat
-        self._new: dict[int, list[SourceFrame]] = {}
+        self._strings: dict[tuple[int, int], str] = {}  # decoded once per read: files and functions repeat
 
     def _load(self) -> None:
-        self._loaded = True
-        found = self._cache._map(self._name, _KIND_LINES)
+        found = self._entry(_KIND_LINES)
         if found is None:
             return
         mm, n, m, arrays_at, blob_at, blob_len, _crc = found
@@ -427,19 +461,12 @@ class LineResults:
 
     def get(self, vaddrs: list[int]) -> list[list[SourceFrame] | None]:
         """What DWARF said of each vaddr in an earlier run or since (``add``); None where none is kept."""
-        if not self._loaded:
-            self._load()
-        out: list[list[SourceFrame] | None] = (
-            [self._new.get(v) for v in vaddrs] if self._new else [None] * len(vaddrs)
-        )
+        out: list[list[SourceFrame] | None] = self._lookup_start(vaddrs)
         if self._mm is None or not len(self._vaddrs) or not vaddrs:
             return out
-        q = np.asarray(vaddrs, np.uint64)
-        at = np.searchsorted(self._vaddrs, q)
-        safe = np.minimum(at, len(self._vaddrs) - 1)
-        hit = np.flatnonzero(self._vaddrs[safe] == q)
-        ends = self._row_ends[safe[hit]].astype(np.int64)
-        firsts = np.where(safe[hit] > 0, self._row_ends[np.maximum(safe[hit] - 1, 0)].astype(np.int64), 0)
+        hit, at = self._found(self._vaddrs, vaddrs)
+        ends = self._row_ends[at].astype(np.int64)
+        firsts = np.where(at > 0, self._row_ends[np.maximum(at - 1, 0)].astype(np.int64), 0)
         rows = self._rows
         for pos, first, end in zip(hit.tolist(), firsts.tolist(), ends.tolist(), strict=True):
             if out[pos] is None:
@@ -479,12 +506,7 @@ class LineResults:
         if all(f.line is None or 0 <= f.line < 2**63 for f in frames):  # (else: malformed, not kept)
             self._new[vaddr] = frames
 
-    def save(self) -> None:
-        """Write the kept results with the new ones, if there are new ones; failures only cost speed."""
-        if not self._new:
-            return
-        if not self._loaded:
-            self._load()
+    def _write_merged(self) -> None:
         old_blob = (
             memoryview(self._mm)[self._blob_at : self._blob_at + self._blob_len]
             if self._mm is not None
@@ -497,7 +519,6 @@ class LineResults:
             )
             fresh = {v: f for v, f in fresh.items() if v not in kept}
             if not fresh:
-                self._new.clear()
                 return
         blob = bytearray()
         spans = self._old_spans()  # a string kept before is not written again
@@ -533,12 +554,6 @@ class LineResults:
         self._cache._write(
             self._name, _KIND_LINES, len(order), rows.shape[1], arrays, [old_blob, bytes(blob)]
         )
-        self._new.clear()
-        self._strings.clear()
-        self._loaded = False  # read again (the new entry) at the next get
-        self._mm = None
-        self._vaddrs = self._row_ends = np.zeros(0, np.uint64)
-        self._rows = np.zeros((6, 0), np.int64)
 
 
 def _u64(a: np.ndarray) -> np.ndarray:
