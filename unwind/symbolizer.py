@@ -703,8 +703,10 @@ class Symbolizer:
         for i, name in zip(rest, found, strict=True):
             if name and (name.startswith(MANGLED_PREFIXES) or "@" in name):  # else it is kept as is
                 named[i] = out = demangle(name)
-                if kept is not None:  # also a name left as it is (libLLVM 22 has 656 libstdc++ cannot
-                    kept.add(i, out)  # demangle): demangling it again each run cost 2.5 ms of 70
+                # Kept also when left as it is (libLLVM 22 has 656 names libstdc++ cannot demangle):
+                # trying them again in every run cost 2.5 ms of 70.
+                if kept is not None:
+                    kept.add(i, out)
 
     def _jit_frame(self, proc: _Process, addr: int) -> Frame | None:
         """A frame named from the process's JIT perf map, or None (no map, or not covered)."""
