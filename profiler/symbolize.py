@@ -228,13 +228,7 @@ def frames_of_stacks(
     it takes a few ms, where a Python loop per address took tens."""
     if not stacks:
         return {}, []
-    layout = _layout(stacks)
-    if layout is None:  # not 64-bit addresses (a damaged saved recording)
-        looked_up, distinct = _looked_up_slowly(stacks)
-        found = lookup(distinct)
-        by_addr = dict(zip(distinct, found, strict=True))
-        return {ips: tuple(map(by_addr.__getitem__, reversed(a))) for ips, a in looked_up.items()}, found
-    unique, root_first, bounds = layout
+    unique, root_first, bounds = _layout(stacks)
     found = lookup(unique)
     # A stack's frames are one slice of one tuple of them all, gathered in C by an itemgetter.
     per_addr = _gather(found, root_first)
@@ -249,20 +243,9 @@ def expanded_frames_of_stacks(
     every address's, root first. Also every frame ``lookup`` returned."""
     if not stacks:
         return {}, []
-    layout = _layout(stacks)
-    if layout is None:
-        looked_up, distinct = _looked_up_slowly(stacks)
-        found = lookup(distinct)
-        by_addr = dict(zip(distinct, found, strict=True))
-        out = {
-            ips: tuple(itertools.chain.from_iterable(reversed(by_addr[x]) for x in reversed(a)))
-            for ips, a in looked_up.items()
-        }
-        return out, list(itertools.chain.from_iterable(found))
-    unique, root_first, bounds = layout
+    unique, root_first, bounds = _layout(stacks)
     found = lookup(unique)
-    outer_first = [tuple(reversed(inner_first)) for inner_first in found]
-    per_addr = _gather(outer_first, root_first)
+    per_addr = _gather([tuple(reversed(inner_first)) for inner_first in found], root_first)
     chain = itertools.chain.from_iterable
     return (
         {ips: tuple(chain(per_addr[lo:hi])) for ips, (lo, hi) in zip(stacks, bounds, strict=True)},
@@ -270,11 +253,11 @@ def expanded_frames_of_stacks(
     )
 
 
-def _layout(stacks: list[tuple[int, ...]]) -> tuple[list[int], list[int], list[tuple[int, int]]] | None:
+def _layout(stacks: list[tuple[int, ...]]) -> tuple[list[int], list[int], list[tuple[int, int]]]:
     """The distinct looked-up addresses of leaf-first ``stacks`` (the leaf as is, return addresses at
-    ip - 1, modulo 2**64), sorted; for the stacks laid end to end, each root first, the index of each
-    position's address among them; and each stack's [start, end) there. None when some address does not
-    fit in 64 bits."""
+    ip - 1, modulo 2**64); for the stacks laid end to end, each root first, the index of each position's
+    address among them; and each stack's [start, end) there. With numpy (the addresses sorted), or
+    address by address when some do not fit in 64 bits (a damaged saved recording)."""
     import numpy as np  # not at import: the CLI imports this module before sampling starts
 
     lens = np.fromiter(map(len, stacks), np.int64, len(stacks))
@@ -282,7 +265,7 @@ def _layout(stacks: list[tuple[int, ...]]) -> tuple[list[int], list[int], list[t
     try:
         flat = np.fromiter(itertools.chain.from_iterable(stacks), np.uint64, total)
     except (OverflowError, ValueError):
-        return None
+        return _layout_slowly(stacks)
     ends = np.cumsum(lens)
     starts = ends - lens
     return_addr = np.ones(total, np.uint64)
@@ -295,11 +278,16 @@ def _layout(stacks: list[tuple[int, ...]]) -> tuple[list[int], list[int], list[t
     return unique.tolist(), root_first.tolist(), list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
-def _looked_up_slowly(stacks: list[tuple[int, ...]]) -> tuple[dict[tuple[int, ...], list[int]], list[int]]:
-    """``_layout``'s work address by address, for addresses that do not fit in 64 bits: each stack's
-    looked-up addresses (leaf first), and the distinct ones."""
-    looked_up = {ips: [ip if pos == 0 else ip - 1 for pos, ip in enumerate(ips)] for ips in stacks}
-    return looked_up, list(dict.fromkeys(a for addrs in looked_up.values() for a in addrs))
+def _layout_slowly(stacks: list[tuple[int, ...]]) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """``_layout`` address by address (the distinct addresses in the order first seen)."""
+    index: dict[int, int] = {}
+    root_first: list[int] = []
+    bounds = []
+    for ips in stacks:
+        looked_up = [ip if pos == 0 else ip - 1 for pos, ip in enumerate(ips)]
+        bounds.append((len(root_first), len(root_first) + len(looked_up)))
+        root_first += [index.setdefault(a, len(index)) for a in reversed(looked_up)]
+    return list(index), root_first, bounds
 
 
 def user_frames_of_stacks(

@@ -467,16 +467,18 @@ class LineResults(_KeptAnswers):
         hit, at = self._found(self._vaddrs, vaddrs)
         ends = self._row_ends[at].astype(np.int64)
         firsts = np.where(at > 0, self._row_ends[np.maximum(at - 1, 0)].astype(np.int64), 0)
-        rows = self._rows
-        for pos, first, end in zip(hit.tolist(), firsts.tolist(), ends.tolist(), strict=True):
+        counts = ends - firsts
+        cols = self._rows[:, _ranges(firsts, counts)].T.tolist()  # every hit's rows, in one gather
+        at_row = 0
+        for pos, count in zip(hit.tolist(), counts.tolist(), strict=True):
             if out[pos] is None:
-                cols = rows[:, first:end].T.tolist()
                 out[pos] = [
                     SourceFrame(
                         self._string(fs, fe), self._string(ls, le), None if line < 0 else line, bool(inl)
                     )
-                    for fs, fe, ls, le, line, inl in cols
+                    for fs, fe, ls, le, line, inl in cols[at_row : at_row + count]
                 ]
+            at_row += count
         return out
 
     def _string(self, start: int, end: int) -> str | None:
@@ -548,12 +550,25 @@ class LineResults(_KeptAnswers):
         # Sorted by address, each address's rows moved along with it.
         order = np.argsort(vaddrs)
         counts, firsts = counts[order], (row_ends - counts)[order]
-        ends = np.cumsum(counts)
-        gather = np.arange(rows.shape[1]) - np.repeat(ends - counts, counts) + np.repeat(firsts, counts)
-        arrays = [_u64(vaddrs[order]), _u64(ends), *(np.ascontiguousarray(r, "<i8") for r in rows[:, gather])]
+        gather = _ranges(firsts, counts)
+        arrays = [
+            _u64(vaddrs[order]),
+            _u64(np.cumsum(counts)),
+            *(np.ascontiguousarray(r, "<i8") for r in rows[:, gather]),
+        ]
         self._cache._write(
             self._name, _KIND_LINES, len(order), rows.shape[1], arrays, [old_blob, bytes(blob)]
         )
+
+
+def _ranges(firsts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The indices ``firsts[i] .. firsts[i] + counts[i] - 1`` of every i, one range after another."""
+    ends = np.cumsum(counts)
+    return (
+        np.arange(int(ends[-1]) if len(ends) else 0)
+        - np.repeat(ends - counts, counts)
+        + np.repeat(firsts, counts)
+    )
 
 
 def _u64(a: np.ndarray) -> np.ndarray:
